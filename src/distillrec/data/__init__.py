@@ -1,0 +1,1 @@
+"""Data: sources (readers, built-in datasets), dataset (tables + id maps), splits."""

@@ -1,0 +1,1 @@
+"""Lightweight student recommenders: MF, two-tower with side features, SASRec-style sequential."""
