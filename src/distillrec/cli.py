@@ -1,0 +1,113 @@
+"""Command-line interface: a thin layer over the library.
+
+Heavy imports (torch, pandas, transformers) happen inside commands so `--help` is instant.
+Errors caused by input print one line and exit with code 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from distillrec.errors import DistillrecError
+
+app = typer.Typer(
+    name="distillrec",
+    help="Distill and transfer the knowledge of pretrained language models into lightweight recommenders.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect datasets: built-in MovieLens or your own interaction files.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")):
+    _state["debug"] = debug
+
+
+def _parse_mapping(text: Optional[str]) -> Optional[dict]:
+    """'user_id=uid,item_id=iid' -> {'user_id': 'uid', 'item_id': 'iid'}."""
+    if not text:
+        return None
+    mapping = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise DistillrecError(f"--map: '{part}' is not of the form FIELD=COLUMN "
+                                  "(e.g. --map user_id=customer,item_id=product)")
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+DATASET_HELP = "Built-in name (ml-100k, ml-1m) or a path to your interactions file or folder."
+MAP_HELP = "Column mapping for your own CSV/TSV/Parquet: user_id=COL,item_id=COL[,rating=COL,timestamp=COL]."
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: str = typer.Argument(..., help=DATASET_HELP),
+    map: Optional[str] = typer.Option(None, "--map", help=MAP_HELP),
+    sep: Optional[str] = typer.Option(None, "--sep", help="Field separator of a CSV/TSV file (default: from the extension)."),
+):
+    """Counts, sparsity and attribute coverage of a dataset."""
+    from distillrec.console import console, key_value_table
+    from distillrec.data.stats import dataset_stats
+    from distillrec.experiment import load_dataset
+
+    ds = load_dataset(dataset, mapping=_parse_mapping(map), sep=sep)
+    console.print(key_value_table(dataset_stats(ds), title=f"{ds.name}"))
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Optional[str] = typer.Option(None, "--model", help="Non-learned baseline to score: pop | random."),
+    run: Optional[Path] = typer.Option(None, "--run", help="Re-evaluate a trained run directory (verifies its hashes)."),
+    dataset: str = typer.Option("ml-100k", "--dataset", help=DATASET_HELP),
+    split: str = typer.Option("random", "--split", help="random | temporal | loo | cold-user | cold-item."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split (and of the random baseline)."),
+    map: Optional[str] = typer.Option(None, "--map", help=MAP_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory to write (default: a new one under runs/)."),
+):
+    """Full-ranking evaluation of a baseline (pop, random) or of a trained run."""
+    from distillrec.console import console, metrics_table
+    from distillrec import experiment
+
+    if (model is None) == (run is None):
+        raise DistillrecError("give exactly one of --model (pop, random) or --run RUN_DIR")
+    if run is not None:
+        metrics = experiment.evaluate_run(run)
+        console.print(metrics_table(metrics["models"], title=f"{run} (re-evaluated, test)"))
+        return
+    run_dir, metrics = experiment.evaluate_baseline(model, dataset=dataset, split_name=split, seed=seed,
+                                                    mapping=_parse_mapping(map), out=out)
+    console.print(metrics_table(metrics["models"], title=f"{dataset} · {split} split · test"))
+    console.print(f"wrote {run_dir}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except DistillrecError as exc:
+        if _state["debug"]:
+            raise
+        from distillrec.console import err_console
+
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,61 @@
+"""Run directories: what every command leaves behind, in one shape.
+
+A run directory holds `metrics.json` ({"models": {NAME: {"role", "params", "valid", "test"}},
+"config", "versions", "data_fingerprint"}), the split (Parquet), id maps (Parquet), model
+weights (safetensors) and `manifest.json` with the sha256 of every file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from distillrec import artifacts
+from distillrec.data.dataset import Dataset
+from distillrec.data.split import Split
+
+ROLES = ("baseline", "teacher", "distilled")
+
+
+def new_run_dir(out: str | Path | None, label: str, base: str | Path = "runs") -> Path:
+    """The user's --out, or a fresh runs/<timestamp>-<label> directory (not yet created)."""
+    if out is not None:
+        return Path(out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(base) / f"{stamp}-{label}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path(base) / f"{stamp}-{label}-{suffix}"
+    return path
+
+
+def model_entry(role: str, params: int, valid: dict | None, test: dict | None, **extra) -> dict:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    return {"role": role, "params": int(params), "valid": valid or {}, "test": test or {}, **extra}
+
+
+def write_id_maps(run_dir: Path, dataset: Dataset) -> None:
+    """Index -> source id for users and items, so the run can be read without the source data."""
+    import pandas as pd
+
+    artifacts.write_parquet(run_dir / "ids" / "users.parquet",
+                            pd.DataFrame({"user_id": dataset.user_ids.astype(str)}))
+    artifacts.write_parquet(run_dir / "ids" / "items.parquet",
+                            pd.DataFrame({"item_id": dataset.item_ids.astype(str)}))
+
+
+def write_run(run_dir: Path, *, dataset: Dataset, split: Split, models: dict, config: dict,
+              kind: str = "run") -> dict:
+    """Write split, id maps, metrics.json and the manifest. Call only after all work succeeded,
+    so a failed command leaves nothing behind."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    split.save(run_dir / "split")
+    write_id_maps(run_dir, dataset)
+    metrics = {"models": models, "config": config, "versions": artifacts.package_versions(),
+               "data_fingerprint": dataset.fingerprint}
+    artifacts.write_json(run_dir / "metrics.json", metrics)
+    artifacts.write_manifest(run_dir, kind=kind, extra={"config": config,
+                                                        "data_fingerprint": dataset.fingerprint})
+    return metrics
