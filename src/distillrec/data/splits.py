@@ -134,8 +134,9 @@ def cold_item_split(ds: Dataset, fraction: float = 0.1, ratios: Ratios = DEFAULT
     """Hold out `fraction` of the items: none of their interactions is in train.
 
     - Cold items: `fraction` of the items with interactions, rounded (at least one; at least
-      one stays warm), drawn at random. Half go to valid and the rest (the odd one too) to test, each
-      with all its interactions, so an item is new either at validation or at test time.
+      one stays warm), drawn at random. Half go to valid and the rest (the odd one too) to
+      test, each with all its interactions, so an item is new either at validation or at
+      test time, and refitting on train + valid never sees a test item.
     - Each user's warm-item interactions are split as by `random_split(ratios)`.
     - A user whose interactions are mostly with cold items may have none left in train; such
       users stay (they are cold-start users in effect) and nothing is dropped.
