@@ -38,11 +38,37 @@ def baseline_scorer(name: str, split: Split, seed: int):
     raise DistillrecError(f"unknown baseline {name!r}; expected pop or random")
 
 
+def genre_matrix(dataset: Dataset):
+    """Items' genre multi-hot [n_items, n_genres] for intra-list diversity, or None."""
+    import numpy as np
+
+    if "genres" not in dataset.items.columns:
+        return None
+    genres = dataset.items["genres"].map(lambda g: list(g) if isinstance(g, (list, np.ndarray)) else [])
+    vocabulary = sorted({g for row in genres for g in row})
+    if not vocabulary:
+        return None
+    column = {g: j for j, g in enumerate(vocabulary)}
+    matrix = np.zeros((dataset.n_items, len(vocabulary)), dtype=np.float32)
+    for row, values in enumerate(genres):
+        matrix[row, [column[g] for g in values]] = 1.0
+    return matrix
+
+
+def make_evaluator(split: Split, dataset: Dataset, ks=DEFAULT_KS):
+    """The evaluator every command shares: accuracy metrics plus coverage, novelty and, when
+    items have genres, intra-list diversity."""
+    from distillrec.evaluation.evaluator import ACCURACY_METRICS, Evaluator
+
+    genres = genre_matrix(dataset)
+    beyond = ("coverage", "novelty") + (("diversity",) if genres is not None else ())
+    return Evaluator(split, ks=ks, metrics=ACCURACY_METRICS + beyond, item_features=genres)
+
+
 def evaluate_scorer(scorer, split: Split, dataset: Dataset, ks=DEFAULT_KS) -> dict:
     """Validation and test metrics of one scorer, in the metrics.json entry layout."""
-    from distillrec.evaluation.evaluator import evaluate
-
-    return {part: evaluate(scorer, split, part=part, ks=ks) for part in ("valid", "test")}
+    evaluator = make_evaluator(split, dataset, ks)
+    return {part: evaluator.evaluate(scorer, part=part) for part in ("valid", "test")}
 
 
 def evaluate_baseline(model: str, *, dataset: str, split_name: str, seed: int,

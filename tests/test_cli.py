@@ -1,0 +1,73 @@
+"""The command line as a user meets it: tables, run directories, one-line errors, exit codes."""
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from distillrec.cli import main
+
+
+def run_cli(*args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+        raise SystemExit(0)
+    return exit_info.value.code
+
+
+def test_evaluate_pop_writes_a_run_directory_in_the_shared_shape(tmp_path, capsys):
+    out = tmp_path / "pop"
+    assert run_cli("evaluate", "--model", "pop", "--dataset", "ml-100k", "--split", "random", "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "pop" in printed and "ndcg@10" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    entry = metrics["models"]["pop"]
+    assert entry["role"] == "baseline" and entry["params"] == 0
+    assert 0.10 < entry["test"]["ndcg@10"] < 0.20 and "recall@10" in entry["test"] and "ndcg@10" in entry["valid"]
+    assert entry["test"]["n_users"] > 900
+    assert metrics["config"]["split"] == "random" and metrics["config"]["seed"] == 0
+    assert "torch" in metrics["versions"] and len(metrics["data_fingerprint"]) == 64
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {"metrics.json", "split/train.parquet", "ids/items.parquet"} <= set(manifest["files"])
+
+
+def test_data_stats_on_a_users_own_csv(tmp_path, capsys):
+    path = tmp_path / "logs.csv"
+    path.write_text("customer,product,stars\nu1,p1,5\nu1,p2,3\nu2,p1,4\n")
+    assert run_cli("data", "stats", str(path), "--map", "user_id=customer,item_id=product,rating=stars") == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"│ interactions\s+│\s+3 │", printed) and re.search(r"│ users\s+│\s+2 │", printed)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("data", "stats", "ml-10m"), "ml-10m: no such file or folder, and not a built-in dataset"),
+    (("evaluate", "--model", "pop", "--run", "x"), "give exactly one of --model"),
+    (("data", "stats", "x.csv", "--map", "user_id"), "--map: 'user_id' is not of the form FIELD=COLUMN"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err
+    assert message in " ".join(err.split()) and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_file_names_file_line_and_field(tmp_path, capsys):
+    path = tmp_path / "logs.csv"
+    path.write_text("user_id,item_id,rating\nu1,p1,5\nu1,p2,five\n")
+    assert run_cli("data", "stats", str(path)) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "logs.csv" in err and "line 3" in err and "rating" in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "distillrec", "--debug", "data", "stats", str(tmp_path / "none.csv")],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_python_dash_m_help_works():
+    result = subprocess.run([sys.executable, "-m", "distillrec", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "evaluate" in result.stdout and "data" in result.stdout
