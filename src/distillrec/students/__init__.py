@@ -1,1 +1,9 @@
-"""Lightweight student recommenders: MF, two-tower with side features, SASRec-style sequential."""
+"""Lightweight student recommenders: MF, two-tower with side features, SASRec-style sequential.
+
+Importing this package registers every student in `MODELS` by name.
+"""
+
+from distillrec.students import mf, sasrec, two_tower  # noqa: F401  (registration)
+from distillrec.students.base import MODELS, Recommender
+
+__all__ = ["MODELS", "Recommender"]
