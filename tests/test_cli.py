@@ -71,3 +71,32 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_python_dash_m_help_works():
     result = subprocess.run([sys.executable, "-m", "distillrec", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "evaluate" in result.stdout and "data" in result.stdout
+
+
+def test_train_then_evaluate_run_reproduces_the_metrics_and_refuses_tampering(tmp_path, capsys):
+    out = tmp_path / "mf"
+    assert run_cli("train", "--model", "mf", "--dataset", "ml-100k", "--epochs", "2", "--dim", "16",
+                   "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    entry = metrics["models"]["mf"]
+    assert entry["params"] == (943 + 1682) * 16 and entry["size_bytes"] == entry["params"] * 4
+    assert entry["epochs_run"] == 2 and entry["latency_ms_per_user"] > 0
+    assert metrics["config"]["train"]["epochs"] == 2 and metrics["config"]["model_params"] == {"dim": 16}
+    capsys.readouterr()
+
+    assert run_cli("evaluate", "--run", str(out)) == 0
+    assert f"{entry['test']['ndcg@10']:.4f}" in capsys.readouterr().out
+
+    weights = out / "model" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])  # truncated
+    assert run_cli("evaluate", "--run", str(out)) == 2
+    assert "weights.safetensors: sha256" in " ".join(capsys.readouterr().err.split())
+
+
+def test_train_rejects_bad_options_before_writing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("train", "--model", "mf", "--lr", "-1") == 2
+    assert "training option lr" in capsys.readouterr().err
+    assert run_cli("train", "--model", "lightgcn") == 2
+    assert "unknown model 'lightgcn'; expected one of: mf, sasrec, two-tower" in " ".join(capsys.readouterr().err.split())
+    assert list(tmp_path.iterdir()) == []

@@ -90,6 +90,59 @@ def evaluate_cmd(
     console.print(f"wrote {run_dir}")
 
 
+def _parse_params(items: list[str], option: str) -> dict:
+    """['dim=32', 'dropout=0.2'] -> {'dim': 32, 'dropout': 0.2} (values read as JSON when they parse)."""
+    import json
+
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DistillrecError(f"{option}: '{item}' is not of the form KEY=VALUE")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+@app.command("train")
+def train_cmd(
+    model: str = typer.Option(..., "--model", help="Student to train: mf | two-tower | sasrec."),
+    dataset: str = typer.Option("ml-100k", "--dataset", help=DATASET_HELP),
+    split: str = typer.Option("random", "--split", help="random | temporal | loo | cold-user | cold-item (sasrec: loo)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, the initial weights and the batches."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Embedding dimension (default 64)."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="bpr | sampled-softmax | softmax (default: the model's)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default 300, with early stopping)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default 1e-3)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size (default: the model's)."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Validations without improvement before stopping (default 10)."),
+    param: list[str] = typer.Option([], "--param", help="Other model hyper-parameters, KEY=VALUE (repeatable)."),
+    train_option: list[str] = typer.Option([], "--train-option", help="Other training options, KEY=VALUE (repeatable), e.g. sampler=popularity."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: a new one under runs/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last checkpoint."),
+):
+    """Train a student through the one training loop and evaluate it (full ranking)."""
+    from distillrec import experiment
+    from distillrec.console import console, metrics_table
+
+    model_params = _parse_params(param, "--param")
+    if dim is not None:
+        model_params["dim"] = dim
+    if loss is not None:
+        model_params["rec_loss"] = loss
+    train_params = _parse_params(train_option, "--train-option")
+    for key, value in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size), ("patience", patience)):
+        if value is not None:
+            train_params[key] = value
+    run_dir, metrics = experiment.train_model(model, dataset=dataset, split_name=split, seed=seed,
+                                              model_params=model_params, train_params=train_params,
+                                              out=out, resume=resume)
+    console.print(metrics_table(metrics["models"], title=f"{model} · {dataset} · {split} split · test"))
+    console.print(f"wrote {run_dir}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)

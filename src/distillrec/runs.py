@@ -59,3 +59,38 @@ def write_run(run_dir: Path, *, dataset: Dataset, split: Split, models: dict, co
     artifacts.write_manifest(run_dir, kind=kind, extra={"config": config,
                                                         "data_fingerprint": dataset.fingerprint})
     return metrics
+
+
+def save_model(run_dir: Path, name: str, params: dict, model) -> None:
+    """Weights (safetensors) and what is needed to rebuild the model (model.json)."""
+    artifacts.write_tensors(run_dir / "model" / "weights.safetensors", model.state_dict())
+    artifacts.write_json(run_dir / "model" / "model.json", {"name": name, "params": params})
+
+
+def load_run(run_dir: Path):
+    """A trained run, verified against its manifest: (dataset, split, model, metrics).
+
+    The dataset is reloaded from the recorded config and must have the recorded fingerprint,
+    so a run is never re-scored on different data by accident."""
+    from distillrec.errors import ArtifactError
+    from distillrec.experiment import load_dataset
+    from distillrec.students import MODELS
+
+    run_dir = Path(run_dir)
+    if not (run_dir / artifacts.MANIFEST).exists():
+        raise ArtifactError(f"{run_dir}: not a run directory (no {artifacts.MANIFEST})")
+    artifacts.verify_manifest(run_dir)
+    metrics = artifacts.read_json(run_dir / "metrics.json")
+    config = metrics["config"]
+    if not (run_dir / "model" / "model.json").exists():
+        raise ArtifactError(f"{run_dir}: holds no trained model (only baselines); nothing to re-evaluate")
+    spec = artifacts.read_json(run_dir / "model" / "model.json")
+    dataset = load_dataset(config["dataset"], **config.get("data", {}))
+    if dataset.fingerprint != metrics["data_fingerprint"]:
+        raise ArtifactError(f"{run_dir}: the dataset {config['dataset']!r} now has fingerprint "
+                            f"{dataset.fingerprint[:12]}…, the run was trained on {metrics['data_fingerprint'][:12]}…")
+    split = Split.load(run_dir / "split")
+    model = MODELS.get(spec["name"]).build(dataset, split, **spec["params"])
+    model.load_state_dict(artifacts.read_tensors(run_dir / "model" / "weights.safetensors"))
+    model.eval()
+    return dataset, split, model, metrics

@@ -1,0 +1,252 @@
+"""What a fitted teacher hands to students: the Knowledge artifact.
+
+- representations: the teacher's user and item vectors, and the language model's item text
+  embeddings;
+- rankings: each user's top-K items over the full catalog (the user's visible history masked),
+  with the teacher's scores and confidences: the softmax probability of each listed item over
+  every item the user has not seen (the distribution a full-softmax teacher was trained to
+  output, restricted to the candidates a student ranks);
+- relations: an item-item k-nearest-neighbour graph in teacher space (cosine, self excluded);
+- feature importance by permutation: the drop in validation NDCG@10 when one input is shuffled
+  across entities (a side-feature column, the whole text embedding, or one text field of the
+  template, re-rendered and re-encoded). Permutation rather than gradients, because text fields
+  enter through a language model and a tokeniser, where no gradient reaches a field.
+
+Scores are computed in chunks of users: memory stays at chunk x n_items, never users x items.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from distillrec import artifacts
+from distillrec.data.dataset import Dataset
+from distillrec.data.split import Split
+from distillrec.errors import ArtifactError, DistillrecError
+from distillrec.evaluation.evaluator import Evaluator, rank_top_k
+from distillrec.teachers.models import LMTeacher
+from distillrec.train.trainer import history_for
+
+KIND = "knowledge"
+TENSORS = "knowledge.safetensors"
+META = "knowledge.json"
+IMPORTANCE_METRIC = "ndcg@10"
+#: tensors every Knowledge holds (name -> what it is).
+TENSOR_NAMES = {
+    "user": "user representations [n_users, d]",
+    "item": "item representations [n_items, d]",
+    "text": "language-model text embeddings of the items [n_items, t]",
+    "top_items": "each user's top-K items, best first [n_users, K] (-1: fewer candidates than K)",
+    "top_scores": "teacher scores of top_items [n_users, K] (-inf where top_items is -1)",
+    "top_confidence": "softmax probability of each top item over the user's unseen items [n_users, K]",
+    "knn_items": "each item's nearest items in teacher space, nearest first [n_items, knn]",
+    "knn_similarity": "cosine similarity of knn_items [n_items, knn]",
+}
+
+
+@dataclass
+class Knowledge:
+    tensors: dict[str, torch.Tensor]
+    #: feature importance: input name -> drop of validation NDCG@10 when it is permuted.
+    importance: dict[str, float] = field(default_factory=dict)
+    #: how it was extracted: model, k, knn, importance method, timings, data fingerprint.
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        missing = sorted(set(TENSOR_NAMES) - set(self.tensors))
+        if missing:
+            raise ArtifactError(f"knowledge lacks tensor(s) {', '.join(missing)}")
+
+    def save(self, directory: str | Path) -> Path:
+        """Write knowledge.safetensors, knowledge.json and manifest.json into a new directory,
+        atomically: it appears whole or not at all."""
+        directory = Path(directory)
+        if directory.exists() and any(directory.iterdir()):
+            raise ArtifactError(f"{directory}: already exists and is not empty; choose a new directory")
+        if directory.exists():
+            directory.rmdir()  # an empty directory is replaced by the complete one
+        with artifacts.atomic_directory(directory) as tmp:
+            artifacts.write_tensors(tmp / TENSORS, self.tensors)
+            artifacts.write_json(tmp / META, {"importance": self.importance, "info": self.info,
+                                              "tensors": TENSOR_NAMES})
+            artifacts.write_manifest(tmp, kind=KIND, extra={"data_fingerprint": self.info.get("data_fingerprint")})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Knowledge":
+        """Read a saved Knowledge, refusing it if any file differs from its manifest."""
+        directory = Path(directory)
+        manifest = artifacts.verify_manifest(directory)
+        if manifest.get("kind") != KIND:
+            raise ArtifactError(f"{directory}: a {manifest.get('kind')!r} artifact, expected {KIND!r}")
+        meta = artifacts.read_json(directory / META)
+        return cls(artifacts.read_tensors(directory / TENSORS), meta["importance"], meta["info"])
+
+
+def extract_knowledge(model: LMTeacher, split: Split, dataset: Dataset, top_k: int = 100, knn: int = 20,
+                      chunk: int = 1024, *, importance: bool = True, text_fields: Sequence[str] | None = None,
+                      seed: int = 0) -> Knowledge:
+    """Everything a student may learn from `model`, fitted on `split.train`.
+
+    The model sees the training history (train + revealed), which is also what each user's
+    ranking masks. text_fields: template fields whose permutation importance is measured
+    (None: every field of the model's template that is an item column; needs the model's
+    language model). importance=False skips feature importance (it costs one validation per
+    input, plus one re-encode of the catalog per text field).
+    """
+    if not 1 <= top_k <= split.n_items or not 1 <= knn < split.n_items:
+        raise DistillrecError(f"top_k must be in 1..{split.n_items} and knn in 1..{split.n_items - 1}, "
+                              f"got top_k={top_k}, knn={knn}")
+    if chunk < 1:
+        raise DistillrecError(f"chunk must be >= 1, got {chunk}")
+    model.eval()
+    visible = history_for(split, "valid")
+    model.set_history(visible)
+    timings = {}
+    with torch.no_grad():
+        started = time.perf_counter()
+        representations = model.representations()
+        timings["representations_seconds"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        top_items, top_scores, top_confidence = top_k_rankings(model.score, visible, split.n_users,
+                                                               split.n_items, top_k, chunk)
+        timings["top_k_seconds"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        knn_items, knn_similarity = nearest_items(representations["item"], knn, chunk)
+        timings["knn_seconds"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        scores = permutation_importance(model, split, dataset, text_fields, seed) if importance else {}
+        timings["importance_seconds"] = time.perf_counter() - started
+
+    tensors = {"user": representations["user"], "item": representations["item"],
+               "text": model.text_embeddings, "top_items": top_items, "top_scores": top_scores,
+               "top_confidence": top_confidence, "knn_items": knn_items, "knn_similarity": knn_similarity}
+    info = {"model": type(model).__name__, "parameters": model.num_parameters(), "top_k": top_k, "knn": knn,
+            "history": "train + revealed (masked in rankings)",
+            "confidence": "softmax over the user's unseen items",
+            "importance_method": f"permutation: drop in valid {IMPORTANCE_METRIC} (seed {seed}, 1 repeat)"
+            if importance else "not computed",
+            "timings": timings, "data_fingerprint": dataset.fingerprint, "n_users": split.n_users,
+            "n_items": split.n_items}
+    return Knowledge({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, scores, info)
+
+
+# --- rankings and relations -----------------------------------------------------------------
+
+def top_k_rankings(scorer, seen: pd.DataFrame, n_users: int, n_items: int, k: int,
+                   chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-k items per user with `seen` (user, item) pairs masked, in chunks of users.
+
+    Returns (items [n_users, k] int64, scores, confidences): ties go to the lower item index
+    (the Evaluator's rule); confidence is the softmax probability over the unseen items."""
+    seen_users = torch.tensor(seen["user"].to_numpy(np.int64))
+    seen_items = torch.tensor(seen["item"].to_numpy(np.int64))
+    order = torch.argsort(seen_users, stable=True)
+    seen_users, seen_items = seen_users[order], seen_items[order]
+    bounds = torch.searchsorted(seen_users, torch.arange(n_users + 1))
+    items_out = torch.empty(n_users, k, dtype=torch.long)
+    scores_out = torch.empty(n_users, k)
+    confidence_out = torch.empty(n_users, k)
+    for start in range(0, n_users, chunk):
+        users = torch.arange(start, min(start + chunk, n_users))
+        scores = scorer(users).float().clone()
+        span = slice(int(bounds[start]), int(bounds[users[-1] + 1]))
+        scores[(seen_users[span] - start).to(scores.device), seen_items[span].to(scores.device)] = float("-inf")
+        top = rank_top_k(scores, k)
+        top_scores = scores.gather(1, top)
+        confidence = (top_scores - torch.logsumexp(scores, dim=1, keepdim=True)).exp().nan_to_num(0.0)
+        empty = torch.isinf(top_scores)
+        items_out[users] = top.masked_fill(empty, -1).cpu()
+        scores_out[users] = top_scores.cpu()
+        confidence_out[users] = confidence.masked_fill(empty, 0.0).cpu()
+    return items_out, scores_out, confidence_out
+
+
+def nearest_items(item_vectors: torch.Tensor, knn: int, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each item's `knn` most cosine-similar other items: (indices, similarities) [n_items, knn]."""
+    unit = F.normalize(item_vectors.float(), dim=-1)
+    n_items = len(unit)
+    indices = torch.empty(n_items, knn, dtype=torch.long)
+    similarity = torch.empty(n_items, knn)
+    for start in range(0, n_items, chunk):
+        rows = torch.arange(start, min(start + chunk, n_items), device=unit.device)
+        sims = unit[rows] @ unit.T
+        sims[torch.arange(len(rows)), rows] = float("-inf")  # an item is not its own neighbour
+        top = rank_top_k(sims, knn)
+        indices[rows.cpu()] = top.cpu()
+        similarity[rows.cpu()] = sims.gather(1, top).cpu()
+    return indices, similarity
+
+
+# --- feature importance ---------------------------------------------------------------------
+
+def permutation_importance(model: LMTeacher, split: Split, dataset: Dataset,
+                           text_fields: Sequence[str] | None = None, seed: int = 0) -> dict[str, float]:
+    """Drop in validation NDCG@10 when one input is shuffled across users or items.
+
+    Inputs: every user and item side-feature column ("user.age", "item.genres" ...), the whole
+    item text embedding ("item.text"), and each text field of the template
+    ("item.text.title" ...: that column shuffled, the texts re-rendered and re-encoded).
+    Positive: the model relies on the input; about zero: it does not."""
+    evaluator = Evaluator(split, ks=(10,))
+    model.eval()
+    model.set_history(history_for(split, "valid"))
+
+    def ndcg() -> float:
+        return evaluator.evaluate(model.score, "valid")[IMPORTANCE_METRIC]
+
+    base = ndcg()
+    generator = torch.Generator().manual_seed(seed)
+    out: dict[str, float] = {}
+    for side, table in (("user", model.user_table), ("item", model.item_table)):
+        for name in table.names:
+            buffer = getattr(table, f"column_{name}")
+            permuted = buffer[torch.randperm(len(buffer), generator=generator).to(buffer.device)]
+            with _replaced(table, f"column_{name}", permuted):
+                out[f"{side}.{name}"] = base - ndcg()
+    text = model.text_embeddings
+    with _replaced(model, "text_embeddings", text[torch.randperm(len(text), generator=generator).to(text.device)]):
+        out["item.text"] = base - ndcg()
+    fields = _template_fields(model, dataset) if text_fields is None else list(text_fields)
+    for name in fields:
+        if name not in dataset.items.columns:
+            raise DistillrecError(f"text field {name!r} is not a column of the item table; "
+                                  f"available: {', '.join(map(str, dataset.items.columns))}")
+        items = dataset.items.copy()
+        rng = np.random.default_rng([seed, len(out)])
+        items[name] = items[name].to_numpy()[rng.permutation(len(items))]
+        with _replaced(model, "text_embeddings", model.item_text_embeddings(items)):
+            out[f"item.text.{name}"] = base - ndcg()
+    return out
+
+
+def _template_fields(model: LMTeacher, dataset: Dataset) -> list[str]:
+    from distillrec.teachers.templates import TextTemplate
+
+    template = getattr(model, "template", None)
+    if template is None:
+        return []
+    return [name for name in TextTemplate(template).fields if name in dataset.items.columns]
+
+
+@contextmanager
+def _replaced(module: torch.nn.Module, buffer: str, value: torch.Tensor) -> Iterator[None]:
+    """Swap a buffer for the duration of the block; always restored."""
+    original = getattr(module, buffer)
+    setattr(module, buffer, value)
+    try:
+        yield
+    finally:
+        setattr(module, buffer, original)

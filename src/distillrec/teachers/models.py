@@ -1,0 +1,314 @@
+"""The LM-enhanced teacher recommender: language-model item texts + interactions, one score.
+
+Item tower: the language model's embedding of each item's text (title, year, genres through
+a template) goes with the item's ID embedding and attribute features (genres, year bucket)
+into an MLP adapter -> d.
+User tower: attention pooling over the user's history items (their item-tower vectors, a
+learned query per head, padding masked), with the user's ID embedding and attributes
+(gender, age, occupation) -> MLP -> d.
+Score: dot product. Loss: full-catalog softmax by default (catalogs here are thousands of
+items, so the exact softmax is cheap and beats sampled losses), or any registered loss.
+
+While training, the target item is removed from its user's pooled history: otherwise the
+model learns to find the answer in its input, which at evaluation time (where history items
+are masked) it never can.
+
+Modes (transfer learning):
+  frozen            the language model runs once; its embeddings are a fixed buffer (the default).
+  lora/adalora/full the language model is part of the model for the first `lm_steps`
+                    training steps: each step re-encodes (with gradients) up to
+                    `lm_items_per_step` of the batch's positive items and splices them into the
+                    embedding table; the whole table is re-encoded once before scoring
+                    (validation) and once when those steps are spent.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distillrec.data.dataset import Dataset
+from distillrec.data.split import Split
+from distillrec.errors import DistillrecError
+from distillrec.students.base import MODELS, Recommender
+from distillrec.students.features import (DEFAULT_ITEM_COLUMNS, DEFAULT_USER_COLUMNS, FeatureColumn,
+                                          FeatureEncoder)
+from distillrec.students.two_tower import FeatureTable, Tower
+from distillrec.teachers.cache import encode_cached
+from distillrec.teachers.encoders import TextEncoder
+from distillrec.teachers.templates import DEFAULT_ITEM_TEMPLATE, TextTemplate
+from distillrec.train.losses import REC_LOSSES
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+Mode = Literal["frozen", "lora", "adalora", "full"]
+MODES: tuple[str, ...] = ("frozen", "lora", "adalora", "full")
+PADDING = -1  # history slot without an item
+_ENCODE_BATCH = 64
+_USER_CHUNK = 1024  # users pooled at once by `representations` (memory ~ chunk x history x d)
+
+
+class AttentionPooling(nn.Module):
+    """Pool each user's history over a catalog of item vectors into `heads` weighted means.
+
+    Additive attention with one learned query per head: weight_i ∝ exp(q · tanh(W v_i)).
+    The logit depends on the item alone, so it is computed once per catalog item and then
+    gathered, not recomputed for every history slot (ten times cheaper on CPU). Padding slots
+    get exactly zero weight, and a history with no item at all pools to zero.
+    """
+
+    def __init__(self, dim: int, heads: int = 1):
+        super().__init__()
+        if heads < 1:
+            raise DistillrecError(f"attention pooling needs heads >= 1, got {heads}")
+        self.keys = nn.Linear(dim, dim)
+        self.query = nn.Parameter(torch.randn(heads, dim) / dim ** 0.5)
+        self.heads, self.out_dim = heads, heads * dim
+
+    def forward(self, catalog: torch.Tensor, history: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """catalog [n_items, d]; history [B, N] item indices; present [B, N] bool (False:
+        padding, whatever index it holds) -> [B, heads * d]."""
+        item_logits = torch.tanh(self.keys(catalog)) @ self.query.T           # [n_items, heads]
+        history = history.clamp(min=0)
+        logits = item_logits[history]                                        # [B, N, heads]
+        mask = present.unsqueeze(-1)
+        # The dtype's lowest value, not -inf: a row of padding only then gives finite
+        # (uniform) weights, which the mask sets to zero; real rows are unaffected, since
+        # exp(lowest - max) is exactly 0.
+        weights = logits.masked_fill(~mask, torch.finfo(logits.dtype).min).softmax(dim=1) * mask
+        pooled = torch.einsum("bnh,bnd->bhd", weights, catalog[history])
+        return pooled.reshape(len(history), self.out_dim)
+
+
+@MODELS.register("lm-teacher")
+class LMTeacher(Recommender):
+    batch_kind = "pairs"
+    default_batch_size = 1024
+
+    def __init__(self, *, text_embeddings: torch.Tensor, user_encoder: FeatureEncoder,
+                 item_encoder: FeatureEncoder, user_features: Mapping[str, torch.Tensor],
+                 item_features: Mapping[str, torch.Tensor], user_has_id: torch.Tensor,
+                 item_has_id: torch.Tensor, dim: int = 128, feature_dim: int = 16, hidden: int = 256,
+                 heads: int = 2, max_history: int = 100, history_dropout: float = 0.2,
+                 id_dropout: float = 0.0, rec_loss: str = "softmax", template: str = DEFAULT_ITEM_TEMPLATE,
+                 text_encoder: TextEncoder | None = None, language_model: "SentenceTransformer | None" = None,
+                 item_texts: Sequence[str] | None = None, mode: Mode = "frozen", lm_steps: int = 50,
+                 lm_items_per_step: int = 32, seed: int = 0):
+        super().__init__()
+        REC_LOSSES.get(rec_loss)  # an unknown loss fails now, not at the first batch
+        if mode not in MODES:
+            raise DistillrecError(f"lm-teacher: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        if (mode == "frozen") != (language_model is None):
+            raise DistillrecError(f"lm-teacher: mode {mode!r} " + ("takes no language model" if mode == "frozen"
+                                  else "needs the language model to tune (LMTeacher.build loads it)"))
+        if language_model is not None and (item_texts is None or len(item_texts) != len(item_has_id)):
+            raise DistillrecError("lm-teacher: tuning the language model needs one text per item (item_texts)")
+        if not 0.0 <= history_dropout < 1.0:
+            raise DistillrecError(f"lm-teacher: history_dropout {history_dropout} must be in [0, 1)")
+        if max_history < 1:
+            raise DistillrecError(f"lm-teacher: max_history must be >= 1, got {max_history}")
+        n_users, n_items = len(user_has_id), len(item_has_id)
+        if text_embeddings.shape[0] != n_items:
+            raise DistillrecError(f"lm-teacher: {text_embeddings.shape[0]} text embeddings for {n_items} items")
+        self.rec_loss, self.mode, self.template = rec_loss, mode, template
+        self.max_history, self.history_dropout = max_history, history_dropout
+        self.user_encoder, self.item_encoder = user_encoder, item_encoder
+        self.user_table = FeatureTable(user_features)
+        self.item_table = FeatureTable(item_features)
+        self.register_buffer("user_has_id", user_has_id.bool())
+        self.register_buffer("item_has_id", item_has_id.bool())
+        self.register_buffer("text_embeddings", text_embeddings.float().clone())
+        # Not saved with the weights: history is an input (train for validation, train + valid
+        # for test), set by `set_history` before every evaluation.
+        self.register_buffer("history", torch.full((n_users, max_history), PADDING, dtype=torch.long),
+                             persistent=False)
+        shared = dict(dim=dim, feature_dim=feature_dim, hidden=hidden, id_dropout=id_dropout)
+        with torch.random.fork_rng(devices=[]):  # seeded init that leaves the global stream alone
+            torch.manual_seed(seed)
+            self.item_tower = Tower(n_ids=n_items, encoder=item_encoder,
+                                    content_dim=text_embeddings.shape[1], **shared)
+            self.pooling = AttentionPooling(dim, heads)
+            self.user_tower = Tower(n_ids=n_users, encoder=user_encoder, content_dim=self.pooling.out_dim, **shared)
+        # Transfer modes: the language model itself, tuned for a bounded number of steps.
+        self._text_encoder = text_encoder  # frozen mode: encodes new item texts (cached)
+        self.language_model = language_model
+        self.item_texts = list(item_texts) if item_texts is not None else None
+        self.lm_steps, self.lm_items_per_step = lm_steps, lm_items_per_step
+        self.register_buffer("lm_steps_done", torch.zeros((), dtype=torch.long))
+        self._text_stale = False  # the LM moved since `text_embeddings` was computed
+        #: the language model's side of the cost (set by `build`: size, encoding time, cache hit).
+        self.text_cost: dict[str, Any] = {}
+
+    @classmethod
+    def build(cls, dataset: Dataset, split: Split, *, mode: Mode = "frozen", encoder: str | None = None,
+              template: str = DEFAULT_ITEM_TEMPLATE, cache_dir: str | os.PathLike | None = None,
+              device: str = "cpu", lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.1,
+              user_columns: Sequence[FeatureColumn | Mapping[str, Any]] = DEFAULT_USER_COLUMNS,
+              item_columns: Sequence[FeatureColumn | Mapping[str, Any]] = DEFAULT_ITEM_COLUMNS,
+              **params) -> "LMTeacher":
+        """Encode the item texts (`template` over `dataset.items`) with `encoder` (None: the
+        bundled MiniLM; cached by content hash in `cache_dir`), fit the attribute vocabularies,
+        give ID embeddings to entities with training interactions, and set the history to the
+        training interactions. `params` go to the constructor (dim, heads, lm_steps ...).
+        The language model's size and encoding time are kept in `model.text_cost`."""
+        from distillrec.teachers import finetune  # peft and sentence-transformers load lazily
+
+        texts = TextTemplate(template).render(dataset.items, "item")
+        text_encoder = TextEncoder(encoder, device=device)
+        embeddings, info = encode_cached(text_encoder, texts, cache_dir, template=template, progress=False)
+        language_model = None
+        if mode != "frozen":
+            language_model = finetune.load_sentence_transformer(encoder, device=device)
+            if mode == "full":
+                finetune.unfreeze_all(language_model)
+            else:
+                finetune.apply_peft(language_model, mode, r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
+                                    total_steps=params.get("lm_steps", 50))
+        user_encoder = FeatureEncoder.fit(dataset.users, user_columns)
+        item_encoder = FeatureEncoder.fit(dataset.items, item_columns)
+        user_has_id = torch.zeros(split.n_users, dtype=torch.bool)
+        item_has_id = torch.zeros(split.n_items, dtype=torch.bool)
+        user_has_id[torch.tensor(split.train["user"].to_numpy())] = True
+        item_has_id[torch.tensor(split.train["item"].to_numpy())] = True
+        model = cls(text_embeddings=embeddings, user_encoder=user_encoder, item_encoder=item_encoder,
+                    user_features=user_encoder.encode(dataset.users), item_features=item_encoder.encode(dataset.items),
+                    user_has_id=user_has_id, item_has_id=item_has_id, template=template,
+                    text_encoder=text_encoder, language_model=language_model,
+                    item_texts=texts if language_model is not None else None, mode=mode, **params)
+        model.text_cost = {"lm_parameters": text_encoder.num_parameters, "text_dim": text_encoder.dim,
+                           "encode_seconds": info.seconds, "cache_hit": info.hit, "n_texts": len(texts)}
+        model.set_history(pd.concat([split.train, split.revealed], ignore_index=True))
+        return model
+
+    # --- history ---------------------------------------------------------------------------
+
+    def set_history(self, interactions: pd.DataFrame) -> None:
+        """Each user's last `max_history` items by time (most recent last), padded with -1."""
+        ordered = interactions.sort_values(["user", "timestamp"], kind="stable")
+        from_end = ordered.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
+        recent = ordered[from_end < self.max_history]
+        slot = recent.groupby("user", sort=False).cumcount().to_numpy()
+        history = torch.full_like(self.history, PADDING)
+        history[torch.tensor(recent["user"].to_numpy()), torch.tensor(slot)] = (
+            torch.tensor(recent["item"].to_numpy(), device=history.device))
+        self.history = history
+
+    # --- vectors ---------------------------------------------------------------------------
+
+    def item_vectors(self, text: torch.Tensor | None = None) -> torch.Tensor:
+        """[n_items, d]: every item through the item tower (`text`: the embedding table to use)."""
+        items = torch.arange(len(self.item_has_id), device=self.item_has_id.device)
+        content = self.text_embeddings if text is None else text
+        return self.item_tower(self.item_table.rows(items), content, ids=items, has_id=self.item_has_id)
+
+    def user_vectors(self, users: torch.Tensor, item_vectors: torch.Tensor,
+                     exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, d] for user indices, pooling their history over `item_vectors` ([n_items, d]).
+        exclude: one item per user left out of its history (the training target)."""
+        history = self.history[users]
+        present = history != PADDING
+        if exclude is not None:
+            present &= history != exclude.unsqueeze(1)
+        if self.training and self.history_dropout > 0:
+            present &= torch.rand(history.shape, device=history.device) >= self.history_dropout
+        pooled = self.pooling(item_vectors, history, present)
+        return self.user_tower(self.user_table.rows(users), pooled, ids=users, has_id=self.user_has_id[users])
+
+    def representations(self) -> dict[str, torch.Tensor]:
+        """Output vectors of every user (from the current history) and every item."""
+        items = self.item_vectors(self._current_text())
+        users = torch.arange(len(self.user_has_id), device=items.device)
+        return {"user": torch.cat([self.user_vectors(chunk, items) for chunk in users.split(_USER_CHUNK)]),
+                "item": items}
+
+    # --- the Recommender interface ---------------------------------------------------------
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        items = self.item_vectors(self._text_for_step(batch["pos"]))
+        users = self.user_vectors(batch["user"], items, exclude=batch["pos"])
+        rec = REC_LOSSES.get(self.rec_loss)
+        if rec.candidates == "full":
+            return rec(users @ items.T, batch["pos"])
+        candidates = items[torch.cat([batch["pos"].unsqueeze(1), batch["neg"]], dim=1)]  # [B, C, d]
+        scores = torch.einsum("bd,bcd->bc", users, candidates)
+        return rec(scores[:, 0], scores[:, 1:])
+
+    def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        item_vectors = self.item_vectors(self._current_text())
+        return torch.einsum("bd,bcd->bc", self.user_vectors(users, item_vectors), item_vectors[items])
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        items = self.item_vectors(self._current_text())
+        return self.user_vectors(users, items) @ items.T
+
+    # --- the language model ----------------------------------------------------------------
+
+    def item_text_embeddings(self, items: pd.DataFrame) -> torch.Tensor:
+        """Text embeddings of item rows (the dataset's item table, or new items) rendered with
+        this model's template and encoded by its language model as it is now."""
+        texts = TextTemplate(self.template).render(items, "item")
+        if self.language_model is not None:
+            return self._encode_without_grad(texts)
+        if self._text_encoder is None:
+            self._text_encoder = TextEncoder(device=str(self.text_embeddings.device))
+        return encode_cached(self._text_encoder, texts, template=self.template, progress=False)[0].to(
+            self.text_embeddings.device)
+
+    def refresh_text_embeddings(self) -> None:
+        """Re-encode every item text with the language model as tuned so far."""
+        self.text_embeddings = self._encode_without_grad(self.item_texts)
+        self._text_stale = False
+
+    def _current_text(self) -> torch.Tensor:
+        if self._text_stale:
+            self.refresh_text_embeddings()
+        return self.text_embeddings
+
+    def _text_for_step(self, positives: torch.Tensor) -> torch.Tensor:
+        """The text table one training step sees: with fresh, differentiable rows for some of
+        the batch's positive items while language-model steps remain; else the stored table."""
+        tuning = self.language_model is not None and int(self.lm_steps_done) < self.lm_steps
+        if not (self.training and tuning):
+            return self._current_text()
+        from distillrec.teachers.finetune import update_rank_budget
+
+        if int(self.lm_steps_done) > 0:
+            # The gradients of the previous step are still on the parameters here (the
+            # Trainer clears them only after this loss is computed): AdaLoRA needs them.
+            update_rank_budget(self.language_model, int(self.lm_steps_done) - 1)
+        unique = positives.unique()
+        chosen = unique[torch.randperm(len(unique), device=unique.device)[:self.lm_items_per_step]]
+        fresh = self._encode_with_grad([self.item_texts[i] for i in chosen.tolist()])
+        self.lm_steps_done += 1
+        self._text_stale = True
+        return self.text_embeddings.index_put((chosen,), fresh)
+
+    def _encode_with_grad(self, texts: list[str]) -> torch.Tensor:
+        features = self.language_model.tokenize(texts)
+        features = {name: value.to(self.text_embeddings.device) for name, value in features.items()}
+        return F.normalize(self.language_model(features)["sentence_embedding"], dim=-1)
+
+    def _encode_without_grad(self, texts: list[str]) -> torch.Tensor:
+        was_training = self.language_model.training
+        self.language_model.eval()
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # little padding per batch
+        out = torch.empty(len(texts), self.text_embeddings.shape[1], device=self.text_embeddings.device)
+        with torch.no_grad():
+            for start in range(0, len(texts), _ENCODE_BATCH):
+                index = order[start:start + _ENCODE_BATCH]
+                out[torch.tensor(index)] = self._encode_with_grad([texts[i] for i in index])
+        self.language_model.train(was_training)
+        return out
+
+    def cost(self) -> dict[str, int]:
+        """Parameters of the language model and of the trainable recommender around it."""
+        lm = sum(p.numel() for p in self.language_model.parameters()) if self.language_model is not None else 0
+        return {"lm_parameters": lm or self.text_cost.get("lm_parameters", 0),
+                "recommender_parameters": self.num_parameters() - lm,
+                "trainable_parameters": sum(p.numel() for p in self.parameters() if p.requires_grad)}
