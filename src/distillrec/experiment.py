@@ -107,51 +107,74 @@ def evaluate_model(model, split: Split, dataset: Dataset, ks=DEFAULT_KS) -> dict
 
 def train_model(model_name: str, *, dataset: str, split_name: str, seed: int, model_params: dict,
                 train_params: dict, out: Path | None = None, resume: bool = False,
-                progress: bool = True, split_params: dict | None = None) -> tuple[Path, dict]:
-    """Train one model through the one loop, evaluate it, and write a complete run directory."""
-    from distillrec.evaluation.efficiency import model_cost
-    from distillrec.students import MODELS
-    from distillrec.train import TrainConfig, Trainer
-
-    model_cls = MODELS.get(model_name)  # unknown names fail before any work
-    config_error = _validate_train_config(train_params, seed)
-    if config_error:
-        raise DistillrecError(config_error)
-    train_config = TrainConfig(**{"seed": seed, **train_params})
+                progress: bool = True, split_params: dict | None = None, role: str = "baseline") -> tuple[Path, dict]:
+    """Load, split, train one model through the one loop, evaluate it, write a run directory."""
+    model_cls = registered_model(model_name)  # unknown names fail before any work
+    train_config = make_train_config(train_params, seed)
     run_dir = runs.new_run_dir(out, f"{model_name}-{Path(dataset).name}")
     if resume and not (run_dir / "checkpoints").exists():
         raise DistillrecError(f"--resume: {run_dir} holds no checkpoints to resume from")
     ds, split = prepare(dataset, split_name, seed, **(split_params or {}))
-    model = model_cls.build(ds, split, seed=seed, **model_params)
-    trainer = Trainer(model, split, train_config, run_dir=run_dir, progress=progress)
-    result = trainer.fit(resume=resume)
-    results = evaluate_model(model, split, ds)
-    cost = model_cost(model, split.n_users)
-    models = {model_name: runs.model_entry(
-        "baseline", cost["params"], results["valid"], results["test"], size_bytes=cost["size_bytes"],
-        latency_ms_per_user=cost["latency_ms_per_user"], train_seconds=result.train_seconds,
-        best_epoch=result.best_epoch, epochs_run=len(result.history))}
     config = {"command": "train", "model": model_name, "model_params": model_params, "dataset": dataset,
               "split": split_name, "split_params": split.params, "seed": seed,
               "train": train_config.model_dump(mode="json")}
-    runs.save_model(run_dir, model_name, {"seed": seed, **model_params}, model)
-    metrics = runs.write_run(run_dir, dataset=ds, split=split, models=models, config=config, kind="train")
+    metrics = fit_model(model_cls, model_name, ds, split, model_params=model_params, train_config=train_config,
+                        run_dir=run_dir, config=config, role=role, resume=resume, progress=progress)
     return run_dir, metrics
 
 
-def _validate_train_config(train_params: dict, seed: int) -> str | None:
-    """Pydantic's message, made one line, before any data is loaded."""
+def registered_model(name: str):
+    import distillrec.students  # noqa: F401  (registers the students)
+    from distillrec.students.base import MODELS
+
+    if name not in MODELS:
+        import distillrec.teachers.models  # noqa: F401  (teachers load transformers: only when asked)
+    return MODELS.get(name)
+
+
+def make_train_config(train_params: dict, seed: int):
+    """A validated TrainConfig; pydantic's complaint becomes one line naming the option."""
     from pydantic import ValidationError
 
     from distillrec.train import TrainConfig
 
     try:
-        TrainConfig(**{"seed": seed, **train_params})
+        return TrainConfig(**{"seed": seed, **train_params})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"])) or "train"
-        return f"training option {where}: {first['msg']}"
-    return None
+        raise DistillrecError(f"training option {where}: {first['msg']}") from None
+
+
+def fit_model(model_cls, name: str, ds: Dataset, split: Split, *, model_params: dict, train_config,
+              run_dir: Path, config: dict, role: str = "baseline", resume: bool = False,
+              progress: bool = True, extra_loss=None, model=None, entry_extra: dict | None = None) -> dict:
+    """Train (or resume), evaluate, measure cost and write a complete run directory."""
+    from distillrec.evaluation.efficiency import model_cost
+    from distillrec.train import Trainer
+
+    if model is None:
+        model = model_cls.build(ds, split, seed=train_config.seed, **model_params)
+    trainer = Trainer(model, split, train_config, run_dir=run_dir, progress=progress, extra_loss=extra_loss)
+    result = trainer.fit(resume=resume)
+    results = evaluate_model(model, split, ds)
+    cost = model_cost(model, split.n_users)
+    history = [{"epoch": r["epoch"], "loss": r["loss"], "train_seconds": r["train_seconds"],
+                "valid": {k: v for k, v in r.get("valid", {}).items() if "@" in k}} for r in result.history]
+    models = {name: runs.model_entry(
+        role, cost["params"], results["valid"], results["test"], size_bytes=cost["size_bytes"],
+        latency_ms_per_user=cost["latency_ms_per_user"], train_seconds=result.train_seconds,
+        best_epoch=result.best_epoch, epochs_run=len(result.history), history=history,
+        **(entry_extra or {}))}
+    runs.save_model(run_dir, model_cls_name(model_cls, name), {"seed": train_config.seed, **model_params}, model)
+    return runs.write_run(run_dir, dataset=ds, split=split, models=models, config=config, kind="train")
+
+
+def model_cls_name(model_cls, fallback: str) -> str:
+    """The registry name of a model class (run directories rebuild models by it)."""
+    from distillrec.students.base import MODELS
+
+    return next((n for n in MODELS.names() if MODELS.get(n) is model_cls), fallback)
 
 
 def evaluate_run(run_dir: Path) -> dict:

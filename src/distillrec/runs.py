@@ -73,8 +73,7 @@ def load_run(run_dir: Path):
     The dataset is reloaded from the recorded config and must have the recorded fingerprint,
     so a run is never re-scored on different data by accident."""
     from distillrec.errors import ArtifactError
-    from distillrec.experiment import load_dataset
-    from distillrec.students import MODELS
+    from distillrec.experiment import load_dataset, registered_model
 
     run_dir = Path(run_dir)
     if not (run_dir / artifacts.MANIFEST).exists():
@@ -90,7 +89,7 @@ def load_run(run_dir: Path):
         raise ArtifactError(f"{run_dir}: the dataset {config['dataset']!r} now has fingerprint "
                             f"{dataset.fingerprint[:12]}…, the run was trained on {metrics['data_fingerprint'][:12]}…")
     split = Split.load(run_dir / "split")
-    model = MODELS.get(spec["name"]).build(dataset, split, **spec["params"])
+    model = registered_model(spec["name"]).build(dataset, split, **spec["params"])
     model.load_state_dict(artifacts.read_tensors(run_dir / "model" / "weights.safetensors"))
     model.eval()
     return dataset, split, model, metrics

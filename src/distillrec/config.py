@@ -1,0 +1,129 @@
+"""The experiment config: one typed schema for data, split, teacher, students and distillation.
+
+Loaded from YAML; unknown keys, wrong types and impossible combinations are refused with the
+file, the key path and what was expected. `distillrec config show` prints the resolved config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from distillrec.errors import DistillrecError
+
+SPLITS = ("random", "temporal", "loo", "cold-user", "cold-item")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    dataset: str = Field("ml-100k", description="built-in name (ml-100k, ml-1m) or a path")
+    mapping: dict[str, str] | None = Field(None, description="column mapping for your own CSV/TSV/Parquet")
+    rating_threshold: float | None = Field(None, description="ratings >= threshold are positives (None: all)")
+    k_core: int = Field(0, ge=0)
+
+
+class SplitConfig(_Strict):
+    name: Literal["random", "temporal", "loo", "cold-user", "cold-item"] = "random"
+    params: dict[str, Any] = Field(default_factory=dict, description="ratios, fraction, reveal ...")
+
+
+class TeacherConfig(_Strict):
+    model: str = Field("lm-teacher", description="registered teacher model")
+    params: dict[str, Any] = Field(default_factory=dict, description="teacher hyper-parameters (dim, mode, encoder, template ...)")
+    train: dict[str, Any] = Field(default_factory=dict, description="TrainConfig options")
+    top_k: int = Field(100, ge=1, description="teacher top-K ranking kept per user")
+    knn: int = Field(20, ge=1, description="item neighbours kept in the relation graph")
+    importance: bool = Field(False, description="compute permutation feature importance (slow)")
+
+
+class StudentConfig(_Strict):
+    name: str
+    model: Literal["mf", "two-tower", "sasrec"] = "mf"
+    params: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+
+
+class DistilledConfig(_Strict):
+    name: str
+    student: str = Field(description="name of a student entry: its model, params and training are reused")
+    kd: dict[str, Any] = Field(description="distillation losses and weights, e.g. {ranking: 0.5}")
+    init: Literal["pca", "projection"] | None = None
+    weighting: Literal["fixed", "uncertainty"] = "fixed"
+
+
+class ExperimentConfig(_Strict):
+    name: str = "experiment"
+    seed: int = Field(0, ge=0)
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    baselines: list[Literal["pop", "random"]] = Field(default_factory=lambda: ["pop"])
+    teacher: TeacherConfig | None = Field(default_factory=TeacherConfig)
+    students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig(name="mf")])
+    distilled: list[DistilledConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ExperimentConfig":
+        names = [s.name for s in self.students] + [d.name for d in self.distilled] + list(self.baselines)
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        students = {s.name: s for s in self.students}
+        for entry in self.distilled:
+            if entry.student not in students:
+                raise ValueError(f"distilled model {entry.name!r} refers to student {entry.student!r}, "
+                                 f"which is not among students ({', '.join(students) or 'none'})")
+        if self.distilled and self.teacher is None:
+            raise ValueError("distilled models need a teacher (teacher: is null)")
+        for student in self.students:
+            if student.model == "sasrec" and self.split.name != "loo":
+                raise ValueError(f"student {student.name!r} is sequential (sasrec): use split name 'loo'")
+        return self
+
+
+def load_config(path: str | Path | None) -> ExperimentConfig:
+    """Read and validate a YAML experiment (None: all defaults)."""
+    import yaml
+
+    if path is None:
+        return ExperimentConfig()
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DistillrecError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark else ""
+        raise DistillrecError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise DistillrecError(f"{path}: expected a mapping of sections (data, split, teacher, ...), "
+                              f"got {type(raw).__name__}")
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict, source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise DistillrecError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where != "(top level)" else message
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
