@@ -22,6 +22,9 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect datasets: built-in MovieLens or your own interaction files.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
+config_app = typer.Typer(help="Experiment configs: print the resolved config with every default.",
+                         no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 _state = {"debug": False}
 
@@ -88,6 +91,39 @@ def evaluate_cmd(
                                                     mapping=_parse_mapping(map), out=out)
     console.print(metrics_table(metrics["models"], title=f"{dataset} · {split} split · test"))
     console.print(f"wrote {run_dir}")
+
+
+@app.command("run")
+def run_cmd(
+    config: Optional[Path] = typer.Argument(None, help="Experiment YAML (see configs/); default: configs' defaults on ML-100K."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<config name>). Re-running skips finished stages."),
+):
+    """The main job: data, split, teacher, knowledge, baseline and distilled students, evaluation,
+    terminal summary and report.html — each stage cached, an interrupted run resumes."""
+    from distillrec.config import load_config
+    from distillrec.pipeline import run_experiment
+
+    experiment_config = load_config(config)
+    run_experiment(experiment_config, out or Path("runs") / experiment_config.name)
+
+
+@config_app.command("show")
+def config_show(config: Optional[Path] = typer.Argument(None, help="Experiment YAML; default: the built-in defaults.")):
+    """Print the resolved config (your file plus every default) as YAML."""
+    from distillrec.config import dump_config, load_config
+
+    typer.echo(dump_config(load_config(config)), nl=False)
+
+
+@app.command("compare")
+def compare_cmd(run_a: Path = typer.Argument(..., help="First run directory."),
+                run_b: Path = typer.Argument(..., help="Second run directory.")):
+    """Two runs side by side: each model's metrics in A and B and the relative difference."""
+    from distillrec.compare import compare_runs
+    from distillrec.console import console
+
+    table, _ = compare_runs(run_a, run_b)
+    console.print(table)
 
 
 def _parse_params(items: list[str], option: str) -> dict:

@@ -1,0 +1,154 @@
+"""`distillrec run`: the whole before/after story from one config, stage by stage.
+
+data -> split -> baselines -> teacher (encode, fit) -> knowledge -> students -> distilled
+students -> aggregate metrics.json -> report.html. Each stage lives in its own directory under
+the run directory, keyed by a hash of its inputs (see `stages.py`): a re-run skips finished
+stages and an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from distillrec import artifacts, experiment, runs
+from distillrec.config import ExperimentConfig, dump_config
+from distillrec.console import console
+from distillrec.stages import Stage, content_key
+
+
+def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True) -> dict:
+    from distillrec.data.splits import make_split
+
+    out = Path(out)
+    started = time.perf_counter()
+    say = console.print if progress else (lambda *a, **k: None)
+
+    say(f"[bold]data[/] {config.data.dataset} · split {config.split.name}")
+    ds = experiment.load_dataset(config.data.dataset, mapping=config.data.mapping,
+                                 rating_threshold=config.data.rating_threshold, k_core=config.data.k_core)
+    split = make_split(ds, config.split.name, seed=config.seed, **config.split.params)
+    data_key = content_key(config.data.model_dump(mode="json"), config.split.model_dump(mode="json"),
+                           config.seed, ds.fingerprint)
+    base_config = {"dataset": config.data.dataset, "data": _data_options(config), "split": config.split.name,
+                   "split_params": split.params, "seed": config.seed}
+    models: dict[str, dict] = {}
+    stages: dict[str, str] = {}
+
+    for name in config.baselines:
+        stage = Stage(f"baseline {name}", out / "baselines" / name, content_key(data_key, name))
+        models[name] = _cached(stage, say, lambda d, r, n=name: _baseline(n, ds, split, d, base_config))
+        stages[stage.name] = str(stage.directory)
+
+    teacher_stage = None
+    if config.teacher is not None:
+        teacher = config.teacher
+        teacher_stage = Stage("teacher", out / "teacher", content_key(data_key, teacher.model_dump(mode="json")))
+        models["teacher"] = _cached(teacher_stage, say,
+                                    lambda d, r: _teacher(config, ds, split, d, r, base_config, progress))
+        stages[teacher_stage.name] = str(teacher_stage.directory)
+
+    students = {s.name: s for s in config.students}
+    for student in config.students:
+        stage = Stage(f"student {student.name}", out / "students" / student.name,
+                      content_key(data_key, student.model_dump(mode="json")))
+        models[student.name] = _cached(stage, say, lambda d, r, st=student: _student(
+            st, ds, split, d, r, base_config, progress))
+        stages[stage.name] = str(stage.directory)
+
+    for entry in config.distilled:
+        student = students[entry.student]
+        stage = Stage(f"distilled {entry.name}", out / "distilled" / entry.name,
+                      content_key(data_key, teacher_stage.key, entry.model_dump(mode="json"),
+                                  student.model_dump(mode="json")))
+        models[entry.name] = _cached(stage, say, lambda d, r, e=entry, st=student: _distilled(
+            e, st, teacher_stage.directory, d, r, progress, config.seed))
+        stages[stage.name] = str(stage.directory)
+
+    metrics = {"models": models, "config": config.model_dump(mode="json"), "versions": artifacts.package_versions(),
+               "data_fingerprint": ds.fingerprint, "seed": config.seed, "stages": stages,
+               "wall_seconds": time.perf_counter() - started}
+    _write_summary(out, config, metrics)
+    return metrics
+
+
+def _data_options(config: ExperimentConfig) -> dict:
+    return {k: v for k, v in {"mapping": config.data.mapping, "rating_threshold": config.data.rating_threshold,
+                              "k_core": config.data.k_core}.items() if v}
+
+
+def _cached(stage: Stage, say, work) -> dict:
+    """The stage's model entry: read back when finished before, else computed now."""
+    if stage.is_done():
+        say(f"[dim]✓ {stage.name}: cached[/]")
+        return next(iter(artifacts.read_json(stage.directory / "metrics.json")["models"].values()))
+    resume = stage.start()
+    say(f"[bold]▶ {stage.name}[/]" + (" (resuming)" if resume else ""))
+    entry = work(stage.directory, resume)
+    stage.finish()
+    return entry
+
+
+def _baseline(name, ds, split, stage_dir: Path, base_config) -> dict:
+    results = experiment.evaluate_scorer(experiment.baseline_scorer(name, split, base_config["seed"]), split, ds)
+    entry = runs.model_entry("baseline", 0, results["valid"], results["test"])
+    runs.write_run(stage_dir, dataset=ds, split=split, models={name: entry},
+                   config={**base_config, "command": "run", "model": name})
+    return entry
+
+
+def _teacher(config: ExperimentConfig, ds, split, stage_dir: Path, resume: bool, base_config, progress) -> dict:
+    from distillrec.teachers.knowledge import extract_knowledge
+
+    teacher = config.teacher
+    model_cls = experiment.registered_model(teacher.model)
+    train_config = experiment.make_train_config(teacher.train, config.seed)
+    model = model_cls.build(ds, split, seed=config.seed, **teacher.params)
+    run_config = {**base_config, "command": "run", "model": teacher.model, "model_params": teacher.params,
+                  "train": train_config.model_dump(mode="json")}
+    metrics = experiment.fit_model(model_cls, "teacher", ds, split, model_params=teacher.params,
+                                   train_config=train_config, run_dir=stage_dir, config=run_config, role="teacher",
+                                   resume=resume, progress=progress, model=model,
+                                   entry_extra={"text_cost": getattr(model, "text_cost", {})})
+    knowledge = extract_knowledge(model, split, ds, top_k=teacher.top_k, knn=teacher.knn,
+                                  importance=teacher.importance, seed=config.seed)
+    knowledge_dir = stage_dir / "knowledge"
+    if knowledge_dir.exists():  # a partial attempt of an interrupted run
+        import shutil
+        shutil.rmtree(knowledge_dir)
+    knowledge.save(knowledge_dir)
+    return metrics["models"]["teacher"]
+
+
+def _student(student, ds, split, stage_dir: Path, resume: bool, base_config, progress) -> dict:
+    model_cls = experiment.registered_model(student.model)
+    train_config = experiment.make_train_config(student.train, base_config["seed"])
+    run_config = {**base_config, "command": "run", "model": student.model, "model_params": student.params,
+                  "train": train_config.model_dump(mode="json")}
+    metrics = experiment.fit_model(model_cls, student.name, ds, split, model_params=student.params,
+                                   train_config=train_config, run_dir=stage_dir, config=run_config,
+                                   resume=resume, progress=progress,
+                                   entry_extra={"student": student.model, "dim": student.params.get("dim", 64)})
+    return metrics["models"][student.name]
+
+
+def _distilled(entry, student, teacher_dir: Path, stage_dir: Path, resume: bool, progress, seed) -> dict:
+    from distillrec.distill.runner import distill_student
+
+    _, metrics = distill_student(teacher_dir, student.model, entry.kd, model_params=student.params,
+                                 seed=seed, init=entry.init, weighting=entry.weighting,
+                                 train_params=student.train, out=stage_dir, name=entry.name,
+                                 resume=resume, progress=progress, baseline=student.name)
+    return metrics["models"][entry.name]
+
+
+def _write_summary(out: Path, config: ExperimentConfig, metrics: dict) -> None:
+    from distillrec.report.html import write_report
+    from distillrec.report.summary import summary_table
+
+    artifacts.write_text(out / "config.yaml", dump_config(config))
+    artifacts.write_json(out / "metrics.json", metrics)
+    write_report(metrics, out / "report.html")
+    console.print(summary_table(metrics))
+    console.print(f"wrote {out / 'metrics.json'} and {out / 'report.html'} "
+                  f"({metrics['wall_seconds']:.0f} s)")
