@@ -119,7 +119,7 @@ def config_show(config: Optional[Path] = typer.Argument(None, help="Experiment Y
 def compare_cmd(run_a: Path = typer.Argument(..., help="First run directory."),
                 run_b: Path = typer.Argument(..., help="Second run directory.")):
     """Two runs side by side: each model's metrics in A and B and the relative difference."""
-    from distillrec.compare import compare_runs
+    from distillrec.report.compare import compare_runs
     from distillrec.console import console
 
     table, _ = compare_runs(run_a, run_b)
@@ -177,6 +177,74 @@ def train_cmd(
                                               out=out, resume=resume)
     console.print(metrics_table(metrics["models"], title=f"{model} · {dataset} · {split} split · test"))
     console.print(f"wrote {run_dir}")
+
+
+def _parse_ints(text: str, option: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise DistillrecError(f"{option}: '{text}' is not a comma-separated list of integers (e.g. 0,1,2)") from None
+
+
+def _distill_train_params(epochs: Optional[int], train_option: list[str]) -> dict:
+    train_params = _parse_params(train_option, "--train-option")
+    if epochs is not None:
+        train_params["epochs"] = epochs
+    return train_params
+
+
+@app.command("distill")
+def distill_cmd(
+    teacher: Path = typer.Option(..., "--teacher", help="Teacher run directory (a trained teacher plus knowledge/)."),
+    student: str = typer.Option("mf", "--student", help="Student: mf | two-tower | sasrec."),
+    kd: Optional[str] = typer.Option(None, "--kd", help="Distillation terms METHOD=WEIGHT,... (e.g. feature=1.0,ranking=0.5) "
+                                     "or a JSON object with per-method options; omit for none."),
+    init: Optional[str] = typer.Option(None, "--init", help="Initialise the student's ID embeddings from the teacher: pca | projection."),
+    weighting: str = typer.Option("fixed", "--weighting", help="fixed (the --kd weights) | uncertainty (learned from them)."),
+    confidence: bool = typer.Option(False, "--confidence", help="Weight each user by the teacher's confidence in its top-K."),
+    dim: int = typer.Option(64, "--dim", help="Student embedding dimension."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, the batches and the KD sampling."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default 300, with early stopping)."),
+    param: list[str] = typer.Option([], "--param", help="Other student hyper-parameters, KEY=VALUE (repeatable)."),
+    train_option: list[str] = typer.Option([], "--train-option", help="Other training options, KEY=VALUE (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: a new one under runs/)."),
+):
+    """Train a student distilled from a teacher run, evaluate it, write a run directory."""
+    from distillrec.console import console, metrics_table
+    from distillrec.distill.objective import parse_spec
+    from distillrec.distill.runner import distill_student
+
+    spec = parse_spec(kd) if kd else None
+    run_dir, metrics = distill_student(teacher, student, spec, dim=dim, seed=seed, init=init, weighting=weighting,
+                                       confidence=confidence, model_params=_parse_params(param, "--param"),
+                                       train_params=_distill_train_params(epochs, train_option), out=out)
+    console.print(metrics_table(metrics["models"], title=f"{student} distilled from {teacher} · test"))
+    console.print(f"wrote {run_dir}")
+
+
+@app.command("ablate")
+def ablate_cmd(
+    teacher: Path = typer.Option(..., "--teacher", help="Teacher run directory (a trained teacher plus knowledge/)."),
+    student: str = typer.Option("mf", "--student", help="Student: mf | two-tower | sasrec."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Methods to compare, comma-separated, each NAME or "
+                                          "NAME=WEIGHT (default: every method with its tuned settings)."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Seeds, comma-separated."),
+    dims: str = typer.Option("64", "--dims", help="Student dims, comma-separated; methods are compared at the largest, "
+                             "the others give the accuracy-versus-size curve."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs per student (default 300, early stopping)."),
+    train_option: list[str] = typer.Option([], "--train-option", help="Other training options, KEY=VALUE (repeatable)."),
+    out: Path = typer.Option(..., "--out", help="Directory for ablation.json, ablation.md and the students' runs."),
+):
+    """Undistilled vs each distillation method vs the best combination, over seeds (and dims)."""
+    from distillrec.console import console
+    from distillrec.distill.runner import ablate
+
+    report = ablate(teacher, student, methods.split(",") if methods else None, seeds=_parse_ints(seeds, "--seeds"),
+                    dims=_parse_ints(dims, "--dims"), train_params=_distill_train_params(epochs, train_option),
+                    out=out)
+    console.print(report["markdown"], markup=False, highlight=False)
+    console.print(f"wrote {out / 'ablation.json'} and {out / 'ablation.md'}")
 
 
 def main(argv: list[str] | None = None) -> None:
