@@ -67,13 +67,13 @@ def save_model(run_dir: Path, name: str, params: dict, model) -> None:
     artifacts.write_json(run_dir / "model" / "model.json", {"name": name, "params": params})
 
 
-def load_run(run_dir: Path):
-    """A trained run, verified against its manifest: (dataset, split, model, metrics).
+def load_run_data(run_dir: Path):
+    """A run's data, verified against its manifest: (dataset, split, metrics).
 
     The dataset is reloaded from the recorded config and must have the recorded fingerprint,
-    so a run is never re-scored on different data by accident."""
+    so a run is never re-scored (or distilled from) on different data by accident."""
     from distillrec.errors import ArtifactError
-    from distillrec.experiment import load_dataset, registered_model
+    from distillrec.experiment import load_dataset
 
     run_dir = Path(run_dir)
     if not (run_dir / artifacts.MANIFEST).exists():
@@ -81,14 +81,23 @@ def load_run(run_dir: Path):
     artifacts.verify_manifest(run_dir)
     metrics = artifacts.read_json(run_dir / "metrics.json")
     config = metrics["config"]
-    if not (run_dir / "model" / "model.json").exists():
-        raise ArtifactError(f"{run_dir}: holds no trained model (only baselines); nothing to re-evaluate")
-    spec = artifacts.read_json(run_dir / "model" / "model.json")
     dataset = load_dataset(config["dataset"], **config.get("data", {}))
     if dataset.fingerprint != metrics["data_fingerprint"]:
         raise ArtifactError(f"{run_dir}: the dataset {config['dataset']!r} now has fingerprint "
                             f"{dataset.fingerprint[:12]}…, the run was trained on {metrics['data_fingerprint'][:12]}…")
-    split = Split.load(run_dir / "split")
+    return dataset, Split.load(run_dir / "split"), metrics
+
+
+def load_run(run_dir: Path):
+    """A trained run, verified against its manifest: (dataset, split, model, metrics)."""
+    from distillrec.errors import ArtifactError
+    from distillrec.experiment import registered_model
+
+    run_dir = Path(run_dir)
+    if (run_dir / artifacts.MANIFEST).exists() and not (run_dir / "model" / "model.json").exists():
+        raise ArtifactError(f"{run_dir}: holds no trained model (only baselines); nothing to re-evaluate")
+    dataset, split, metrics = load_run_data(run_dir)
+    spec = artifacts.read_json(run_dir / "model" / "model.json")
     model = registered_model(spec["name"]).build(dataset, split, **spec["params"])
     model.load_state_dict(artifacts.read_tensors(run_dir / "model" / "weights.safetensors"))
     model.eval()

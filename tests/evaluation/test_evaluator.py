@@ -64,6 +64,17 @@ def test_valid_part_masks_train_only():
     assert result == pytest.approx({"ndcg@2": (D2 + 1) / 2, "hit@2": 1.0, "n_users": 2, "n_skipped": 2})
 
 
+def test_mask_history_false_keeps_seen_items_in_the_ranking():
+    # RecBole's SASRec convention: seen items stay rankable (only non-candidates are removed).
+    result = evaluate(scorer, SPLIT, "test", ks=(2,), metrics=("ndcg", "hit"), mask_history=False)
+    # user 0: nothing masked -> [0 (.9), 3 (.8)]: relevant {3, 4}, hit at rank 2 -> ndcg D2 / (1 + D2)
+    # user 1: 1 and 3 tie at .9 -> [1, 3]: relevant {0} missed (masked, it would be [0, 2])
+    # user 2: everything ties -> [0, 1]: relevant {5} missed
+    assert result == pytest.approx({"ndcg@2": D2 / (1 + D2) / 3, "hit@2": 1 / 3, "n_users": 3, "n_skipped": 1})
+    unmasked = Evaluator(SPLIT, ks=(2,), metrics=("ndcg", "hit"), mask_history=False)
+    assert unmasked.evaluate(scorer, "test") == result
+
+
 def test_revealed_interactions_are_masked_in_both_parts():
     split = replace(SPLIT, revealed=_frame([(2, 2), (2, 3)]))
     result = evaluate(scorer, split, "test", ks=(2,), metrics=("ndcg",), users=[2])

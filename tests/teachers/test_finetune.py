@@ -59,3 +59,33 @@ def test_adalora_needs_a_step_budget_and_full_model_has_all_linear_names():
     assert set(BERT_LINEAR_MODULES) <= {n.rsplit(".", 1)[-1] for n, _ in st[0].model.named_modules()}
     adalora = apply_peft(load_sentence_transformer(), "adalora", r=4, total_steps=20)
     assert 0 < trainable_parameters(adalora) < 0.05 * sum(p.numel() for p in adalora.parameters())
+
+
+def test_lora_teacher_tunes_the_lm_for_a_bounded_number_of_steps(tmp_path):
+    """End to end through the Trainer: LoRA moves only within its step budget, base weights stay,
+    and the catalog's text embeddings are recomputed with the tuned LM before scoring."""
+    import pandas as pd
+
+    from distillrec.data.dataset import RawData, build_dataset
+    from distillrec.data.splits import random_split
+    from distillrec.teachers.models import LMTeacher
+    from distillrec.train.trainer import TrainConfig, Trainer
+
+    rows = [(f"u{u}", f"i{(3 * u + j) % 12}", 4.0, j) for u in range(10) for j in range(7)]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(12)], "title": [f"Film {i}" for i in range(12)]})
+    dataset = build_dataset(RawData("tiny", inter, items=items))
+    split = random_split(dataset, seed=0)
+    model = LMTeacher.build(dataset, split, mode="lora", cache_dir=tmp_path, template="{title}.", dim=8,
+                            hidden=16, lm_steps=2, lm_items_per_step=4, lora_r=2)
+    before = {name: p.detach().clone() for name, p in model.language_model.named_parameters()}
+    original_text = model.text_embeddings.clone()
+    Trainer(model, split, TrainConfig(epochs=2, batch_size=16, lr=1e-2, eval_ks=(10,)), progress=False).fit()
+
+    assert int(model.lm_steps_done) == 2  # 2 epochs x 4 batches, the LM only in the first 2 steps
+    changed = {n for n, p in model.language_model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in name for name in changed)
+    assert not torch.allclose(model.text_embeddings, original_text)
+    model.eval()
+    fresh = model.item_text_embeddings(dataset.items)
+    torch.testing.assert_close(model.text_embeddings, fresh)

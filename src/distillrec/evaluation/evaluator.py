@@ -9,6 +9,10 @@ Protocol (RecBole's full ranking, so numbers are comparable):
 Ties: items are ranked by score, highest first, and among equal scores the lower item
 index first. The rule is applied exactly (see `rank_top_k`), never by perturbing scores.
 
+mask_history=False keeps seen items in the ranking (RecBole's convention for sequential
+models such as SASRec, whose full ranking masks only the padding id); use it to compare
+with such published numbers, not as a protocol of its own.
+
 A restricted candidate set (`candidates`, e.g. cold items) ranks only those items: every
 other item is masked, and the ground truth is the user's relevant items *within* the
 candidates (so recall can reach 1); coverage is then a fraction of the candidates.
@@ -147,15 +151,17 @@ class Evaluator:
 
     ks: cut-offs K; metrics: names from ACCURACY_METRICS and BEYOND_ACCURACY_METRICS
     ("diversity" needs item_features [n_items, d], e.g. genre multi-hot or embeddings);
-    batch_size: users scored at once (memory ~ batch_size x n_items floats).
+    batch_size: users scored at once (memory ~ batch_size x n_items floats);
+    mask_history: remove the user's seen items from the ranking (see the module docstring).
     The scorer runs under torch.no_grad(); putting a model in eval mode and giving it its
     history (`Recommender.set_history`) is the caller's job, as the scorer is any callable.
     """
 
     def __init__(self, split: Split, *, ks: Iterable[int] = (10, 20),
                  metrics: Iterable[str] = ACCURACY_METRICS, batch_size: int = 1024,
-                 item_features: torch.Tensor | np.ndarray | None = None):
+                 item_features: torch.Tensor | np.ndarray | None = None, mask_history: bool = True):
         self.split = split
+        self.mask_history = mask_history
         self.ks = _check_ks(ks, split.n_items)
         self.metrics = _check_metrics(metrics)
         if batch_size < 1:
@@ -226,8 +232,9 @@ class Evaluator:
         _check_scores(scores, len(batch), self.split.n_items)
         device = scores.device
         scores = scores.clone()  # masked below; the scorer's tensor may be shared
-        rows, seen = history.coordinates(batch)
-        scores[rows.to(device), seen.to(device)] = float("-inf")
+        if self.mask_history:
+            rows, seen = history.coordinates(batch)
+            scores[rows.to(device), seen.to(device)] = float("-inf")
         if non_candidates is not None:
             scores.masked_fill_(non_candidates.to(device), float("-inf"))
         ranked = rank_top_k(scores, max(self.ks))
@@ -259,9 +266,10 @@ class Evaluator:
 def evaluate(scorer: Scorer, split: Split, part: str = "test", ks: Iterable[int] = (10, 20),
              metrics: Iterable[str] = ACCURACY_METRICS, batch_size: int = 1024,
              item_features: torch.Tensor | np.ndarray | None = None, candidates=None,
-             users=None) -> dict[str, float]:
+             users=None, mask_history: bool = True) -> dict[str, float]:
     """One-off full-ranking evaluation; see `Evaluator` (reuse one to evaluate repeatedly)."""
-    evaluator = Evaluator(split, ks=ks, metrics=metrics, batch_size=batch_size, item_features=item_features)
+    evaluator = Evaluator(split, ks=ks, metrics=metrics, batch_size=batch_size, item_features=item_features,
+                          mask_history=mask_history)
     return evaluator.evaluate(scorer, part, candidates=candidates, users=users)
 
 

@@ -95,8 +95,8 @@ class LMTeacher(Recommender):
                  item_encoder: FeatureEncoder, user_features: Mapping[str, torch.Tensor],
                  item_features: Mapping[str, torch.Tensor], user_has_id: torch.Tensor,
                  item_has_id: torch.Tensor, dim: int = 128, feature_dim: int = 16, hidden: int = 256,
-                 heads: int = 2, max_history: int = 100, history_dropout: float = 0.2,
-                 id_dropout: float = 0.0, rec_loss: str = "softmax", template: str = DEFAULT_ITEM_TEMPLATE,
+                 heads: int = 2, max_history: int = 100, history_dropout: float = 0.5,
+                 id_dropout: float = 0.0, user_ids: bool = True, rec_loss: str = "softmax", template: str = DEFAULT_ITEM_TEMPLATE,
                  text_encoder: TextEncoder | None = None, language_model: "SentenceTransformer | None" = None,
                  item_texts: Sequence[str] | None = None, mode: Mode = "frozen", lm_steps: int = 50,
                  lm_items_per_step: int = 32, seed: int = 0):
@@ -134,7 +134,10 @@ class LMTeacher(Recommender):
             self.item_tower = Tower(n_ids=n_items, encoder=item_encoder,
                                     content_dim=text_embeddings.shape[1], **shared)
             self.pooling = AttentionPooling(dim, heads)
-            self.user_tower = Tower(n_ids=n_users, encoder=user_encoder, content_dim=self.pooling.out_dim, **shared)
+            # user_ids=False: a user is its history and attributes alone (no per-user parameters
+            # to memorise training items with).
+            self.user_tower = Tower(n_ids=n_users if user_ids else 0, encoder=user_encoder,
+                                    content_dim=self.pooling.out_dim, **shared)
         # Transfer modes: the language model itself, tuned for a bounded number of steps.
         self._text_encoder = text_encoder  # frozen mode: encodes new item texts (cached)
         self.language_model = language_model
@@ -291,7 +294,8 @@ class LMTeacher(Recommender):
 
     def _encode_with_grad(self, texts: list[str]) -> torch.Tensor:
         features = self.language_model.tokenize(texts)
-        features = {name: value.to(self.text_embeddings.device) for name, value in features.items()}
+        features = {name: value.to(self.text_embeddings.device) if isinstance(value, torch.Tensor) else value
+                    for name, value in features.items()}
         return F.normalize(self.language_model(features)["sentence_embedding"], dim=-1)
 
     def _encode_without_grad(self, texts: list[str]) -> torch.Tensor:
