@@ -26,6 +26,9 @@ SamplerName = Literal["uniform", "popularity"]
 _MAX_REJECTION_ROUNDS = 1000
 # Negatives drawn per sampler call (8 MB of indices): enough for a whole ML-100K epoch.
 _DRAWS_PER_CALL = 1 << 20
+# Up to this many (user, item) cells, membership is a lookup in a dense bool matrix (64 MB):
+# several times faster than binary search. Larger catalogs fall back to the sorted keys.
+_DENSE_LOOKUP_CELLS = 1 << 26
 
 
 class NegativeSampler:
@@ -43,6 +46,11 @@ class NegativeSampler:
         self.distribution = distribution
         # Sorted (user, item) keys: membership is one searchsorted over the batch.
         self._positive_keys = torch.unique(users * n_items + items)
+        self._dense = None
+        n_users = int(users.max()) + 1 if users.numel() else 0
+        if n_users * n_items <= _DENSE_LOOKUP_CELLS:
+            self._dense = torch.zeros(n_users * n_items + 1, dtype=torch.bool, device=self._positive_keys.device)
+            self._dense[self._positive_keys] = True
         if distribution == "popularity":
             self._weights = torch.bincount(items, minlength=n_items).double()
         elif distribution != "uniform":
@@ -66,6 +74,9 @@ class NegativeSampler:
 
     def is_positive(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         keys = users * self.n_items + items
+        if self._dense is not None:
+            # Users beyond the training set (no positives) map to the always-False last cell.
+            return self._dense[keys.clamp(max=self._dense.numel() - 1)]
         if self._positive_keys.numel() == 0:
             return torch.zeros_like(keys, dtype=torch.bool)
         where = torch.searchsorted(self._positive_keys, keys).clamp_(max=self._positive_keys.numel() - 1)
