@@ -17,6 +17,9 @@ from distillrec.console import console
 from distillrec.stages import Stage, content_key
 
 
+ENTRY = "entry.json"  # the stage's row of the aggregate metrics.json
+
+
 def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True) -> dict:
     from distillrec.data.splits import make_split
 
@@ -81,10 +84,11 @@ def _cached(stage: Stage, say, work) -> dict:
     """The stage's model entry: read back when finished before, else computed now."""
     if stage.is_done():
         say(f"[dim]✓ {stage.name}: cached[/]")
-        return next(iter(artifacts.read_json(stage.directory / "metrics.json")["models"].values()))
+        return artifacts.read_json(stage.directory / ENTRY)
     resume = stage.start()
     say(f"[bold]▶ {stage.name}[/]" + (" (resuming)" if resume else ""))
     entry = work(stage.directory, resume)
+    artifacts.write_json(stage.directory / ENTRY, entry)
     stage.finish()
     return entry
 
@@ -133,13 +137,17 @@ def _student(student, ds, split, stage_dir: Path, resume: bool, base_config, pro
 
 
 def _distilled(entry, student, teacher_dir: Path, stage_dir: Path, resume: bool, progress, seed) -> dict:
+    """The student's model and training, plus the teacher's knowledge. (An interrupted
+    distillation restarts: its objective's state is rebuilt from the teacher.)"""
     from distillrec.distill.runner import distill_student
 
-    _, metrics = distill_student(teacher_dir, student.model, entry.kd, model_params=student.params,
-                                 seed=seed, init=entry.init, weighting=entry.weighting,
-                                 train_params=student.train, out=stage_dir, name=entry.name,
-                                 resume=resume, progress=progress, baseline=student.name)
-    return metrics["models"][entry.name]
+    params = dict(student.params)
+    dim = params.pop("dim", 64)
+    _, metrics = distill_student(teacher_dir, student.model, entry.kd, dim=dim, seed=seed, init=entry.init,
+                                 weighting=entry.weighting, model_params=params, train_params=student.train,
+                                 out=stage_dir, progress=progress)
+    model_entry = next(iter(metrics["models"].values()))
+    return {**model_entry, "student": student.model, "dim": dim, "baseline": student.name}
 
 
 def _write_summary(out: Path, config: ExperimentConfig, metrics: dict) -> None:
