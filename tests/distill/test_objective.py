@@ -123,6 +123,16 @@ def test_catalogue_ranks_count_the_items_scored_strictly_higher_like_student_ran
     torch.testing.assert_close(catalogue_ranks(candidates, catalogue), student_ranks(candidates, catalogue))
 
 
+def test_pairwise_ranking_scores_each_top_item_against_a_seeded_random_item(knowledge):
+    model, batch = MatrixFactorization(N_USERS, N_ITEMS, dim=4), pairs_batch()
+    objective = DistillObjective({"ranking": {"k": 4, "lam": 2.0, "pairwise": True}}, knowledge, model, seed=0)
+    # Step 0 of seed 0 draws from a generator seeded with (0 << 32) + 0.
+    negatives = torch.randint(N_ITEMS, (len(batch["user"]), 4), generator=torch.Generator().manual_seed(0))
+    top = knowledge.tensors["top_items"][batch["user"], :4]
+    margins = model.pair_scores(batch["user"], top) - model.pair_scores(batch["user"], negatives)
+    torch.testing.assert_close(objective(model, batch)["kd/ranking-distillation"], ranking_distillation(margins, lam=2.0))
+
+
 def test_full_catalog_response_uses_the_teachers_dot_product_scores(knowledge):
     model, batch = MatrixFactorization(N_USERS, N_ITEMS, dim=4), pairs_batch()
     objective = DistillObjective({"response": {"candidates": "full", "k": 5, "temperature": 2.0}}, knowledge, model)

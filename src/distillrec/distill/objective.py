@@ -23,7 +23,6 @@ import math
 from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from distillrec.distill.losses import (
@@ -423,17 +422,20 @@ class ResponseTerm(_TopKTerm):
         if self.options["candidates"] not in ("sampled", "full"):
             raise DistillrecError(f"{self.name}: candidates must be sampled or full, "
                                   f"got {self.options['candidates']!r}")
+        # Full candidates: every row needs its user's whole score row, so compute them once
+        # ([n_users, n_items]; a constant, like the rest of the knowledge).
+        full = knowledge.user @ knowledge.item.T if self.options["candidates"] == "full" else None
+        self.register_buffer("teacher_scores", full, persistent=False)
 
     def forward(self, view, generator):
         o, users, k = self.options, view.users, self.options["k"]
-        teacher_users = self.knowledge.user[users]
         if o["candidates"] == "full":
             student = student_scores(view.model, view.user_vectors, view.item_table)
-            teacher = teacher_users @ self.knowledge.item.T
+            teacher = self.teacher_scores[users]
         else:
             rest = self.random_items(view, o["negatives"], generator)
             student = view.scores(torch.cat([self.top_items(view), rest], dim=1))
-            teacher_rest = torch.einsum("bd,bcd->bc", teacher_users, self.knowledge.item[rest])
+            teacher_rest = torch.einsum("bd,bcd->bc", self.knowledge.user[users], self.knowledge.item[rest])
             teacher = torch.cat([self.knowledge.top_scores[users, :k], teacher_rest], dim=1)
         return soft_target_kl(student, teacher, o["temperature"], reduction="none")
 
@@ -490,7 +492,7 @@ class DistillObjective(nn.Module):
                  weighting: str = "fixed", confidence: bool = False, seed: int = 0):
         super().__init__()
         self.spec = normalise_spec(spec)
-        self.weighting_kind, self.confidence = weighting, confidence
+        self.confidence = confidence
         self.knowledge = _KnowledgeBuffers(knowledge)
         with torch.no_grad():
             n_items, student_dim = item_vectors(student).shape

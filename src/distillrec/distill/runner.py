@@ -18,8 +18,9 @@ from distillrec.data.dataset import Dataset
 from distillrec.data.split import Split
 from distillrec.errors import ArtifactError, DistillrecError
 
-#: the method settings `ablate` uses for a bare method name (tuned on ML-100K, see
-#: benchmarks/ablation.py); a label -> kd spec.
+#: the settings `ablate` uses for a bare method name (label -> kd spec). Ranking and response
+#: settings come from a sweep on ML-100K (benchmarks/ablation.py, TUNING); the others are first
+#: settings that put each term's magnitude near BPR's, not tuned.
 DEFAULT_METHODS: dict[str, dict[str, Any]] = {
     "feature": {"feature": {"weight": 0.1, "kind": "cosine"}},
     "info-nce": {"info-nce": {"weight": 0.05}},
@@ -201,13 +202,17 @@ def ablate(teacher_run: str | Path, student: str = "mf",
 def _run_one(teacher: TeacherRun, student: str, label: str, spec: dict, dim: int, seed: int, weighting: str,
              model_params, train_params, out: Path, progress: bool) -> dict:
     """One trained student (reused when its run directory is already complete)."""
+    from distillrec.experiment import make_train_config
+
     run_dir = out / "runs" / f"{_slug(label)}-d{dim}-s{seed}"
     if (run_dir / artifacts.MANIFEST).exists():
         metrics = artifacts.read_json(run_dir / "metrics.json")
         done = metrics["config"]
-        if (done.get("kd"), done.get("model_params", {}).get("dim"), done.get("seed")) != (spec, dim, seed):
-            raise DistillrecError(f"{run_dir}: holds a different run (kd, dim or seed differ); "
-                                  "remove it or choose another --out")
+        train = make_train_config(dict(train_params or {}), seed).model_dump(mode="json")
+        if (done.get("kd"), done.get("model_params", {}).get("dim"), done.get("seed"), done.get("train")) != (
+                spec, dim, seed, train):
+            raise DistillrecError(f"{run_dir}: holds a different run (kd, dim, seed or training options "
+                                  "differ); remove it or choose another --out")
     else:
         _, metrics = distill_student(teacher, student, spec, dim=dim, seed=seed, weighting=weighting,
                                      model_params=model_params, train_params=train_params, out=run_dir,

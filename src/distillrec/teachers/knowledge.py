@@ -1,8 +1,9 @@
 """What a fitted teacher hands to students: the Knowledge artifact.
 
-- representations: the teacher's user and item vectors, and the language model's item text
-  embeddings;
-- rankings: each user's top-K items over the full catalog (the user's visible history masked),
+- representations: the teacher's user and item tower vectors, and the language model's item
+  text embeddings;
+- rankings: each user's top-K items over the full catalog by the teacher's full score (towers
+  and item-to-item term; the user's visible history masked),
   with the teacher's scores and confidences: the softmax probability of each listed item over
   every item the user has not seen (the distribution a full-softmax teacher was trained to
   output, restricted to the candidates a student ranks);
