@@ -23,6 +23,7 @@ def test_defaults_round_trip_through_yaml(tmp_path):
     ("distilled:\n  - {name: kd, student: nope, kd: {ranking: 1.0}}\n",
      "distilled model 'kd' refers to student 'nope', which is not among students (mf)"),
     ("teacher: null\ndistilled:\n  - {name: kd, student: mf, kd: {ranking: 1.0}}\n", "distilled models need a teacher"),
+    ("distilled:\n  - {name: kd, student: mf}\n", "distilled model 'kd' needs distillation losses (kd) or an init"),
     ("students:\n  - {name: seq, model: sasrec}\n", "student 'seq' is sequential (sasrec): use split name 'loo'"),
     ("students:\n  - {name: a}\n  - {name: a}\n", "model names must be unique; repeated: a"),
     ("- just\n- a list\n", "exp.yaml: expected a mapping of sections"),

@@ -51,7 +51,8 @@ class StudentConfig(_Strict):
 class DistilledConfig(_Strict):
     name: str
     student: str = Field(description="name of a student entry: its model, params and training are reused")
-    kd: dict[str, Any] = Field(description="distillation losses and weights, e.g. {ranking: 0.5}")
+    kd: dict[str, Any] = Field(default_factory=dict,
+                               description="distillation losses and weights, e.g. {ranking: 0.5}")
     init: Literal["pca", "projection"] | None = None
     weighting: Literal["fixed", "uncertainty"] = "fixed"
 
@@ -77,6 +78,9 @@ class ExperimentConfig(_Strict):
             if entry.student not in students:
                 raise ValueError(f"distilled model {entry.name!r} refers to student {entry.student!r}, "
                                  f"which is not among students ({', '.join(students) or 'none'})")
+        for entry in self.distilled:
+            if not entry.kd and entry.init is None:
+                raise ValueError(f"distilled model {entry.name!r} needs distillation losses (kd) or an init")
         if self.distilled and self.teacher is None:
             raise ValueError("distilled models need a teacher (teacher: is null)")
         for student in self.students:
