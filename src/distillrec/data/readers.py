@@ -100,10 +100,7 @@ def read_grouplens_100k(directory: str | Path, name: str = "ml-100k") -> RawData
     if (directory / "u.user").is_file():
         table = read_text_table(directory / "u.user", separator="|", encoding="latin-1",
                                 columns=["user_id", "age", "gender", "occupation", "zip"])
-        users = pd.DataFrame({"user_id": table.text("user_id", required=True),
-                              "age": table.numbers("age", required=False).astype(float),
-                              "gender": table.text("gender"), "occupation": table.text("occupation"),
-                              "zip": table.text("zip")})
+        users = _grouplens_users(table)
     return RawData(name, interactions, items, users, source=str(directory))
 
 
@@ -114,6 +111,14 @@ def _ml100k_genres(path: Path) -> list[str]:
     table = read_text_table(path, separator="|", encoding="latin-1", columns=["genre", "index"])
     order = table.numbers("index", expected="the genre's column index 0..18")
     return [genre for _, genre in sorted(zip(order, table.text("genre", required=True)))]
+
+
+def _grouplens_users(table) -> pd.DataFrame:
+    """The user attributes both GroupLens releases share (their column order differs)."""
+    return pd.DataFrame({"user_id": table.text("user_id", required=True),
+                         "age": table.numbers("age", required=False).astype(float),
+                         "gender": table.text("gender"), "occupation": table.text("occupation"),
+                         "zip": table.text("zip")})
 
 
 def read_grouplens_1m(directory: str | Path, name: str = "ml-1m") -> RawData:
@@ -135,10 +140,7 @@ def read_grouplens_1m(directory: str | Path, name: str = "ml-1m") -> RawData:
     if (directory / "users.dat").is_file():
         table = read_text_table(directory / "users.dat", separator="::", encoding="latin-1",
                                 columns=["user_id", "gender", "age", "occupation", "zip"])
-        users = pd.DataFrame({"user_id": table.text("user_id", required=True),
-                              "age": table.numbers("age", required=False).astype(float),
-                              "gender": table.text("gender"), "occupation": table.text("occupation"),
-                              "zip": table.text("zip")})
+        users = _grouplens_users(table)
     return RawData(name, interactions, items, users, source=str(directory))
 
 
