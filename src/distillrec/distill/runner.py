@@ -224,7 +224,7 @@ def _run_one(teacher: TeacherRun, student: str, label: str, spec: dict, dim: int
 
 
 def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in label.replace(" + ", "+"))
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in label.replace(" + ", "_"))
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
