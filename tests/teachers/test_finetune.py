@@ -13,7 +13,7 @@ TEXTS = ["Toy Story (1995). Genres: Animation, Comedy.", "Heat (1995). Genres: A
 
 
 def _embed(st, texts) -> torch.Tensor:
-    features = st.tokenize(texts)
+    features = (getattr(st, "preprocess", None) or st.tokenize)(texts)
     return st(features)["sentence_embedding"]
 
 

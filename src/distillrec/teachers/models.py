@@ -342,7 +342,9 @@ class LMTeacher(Recommender):
         return self.text_embeddings.index_put((chosen,), fresh)
 
     def _encode_with_grad(self, texts: list[str]) -> torch.Tensor:
-        features = self.language_model.tokenize(texts)
+        # sentence-transformers 6 renamed `tokenize` to `preprocess` (the old name warns).
+        prepare = getattr(self.language_model, "preprocess", None) or self.language_model.tokenize
+        features = prepare(texts)
         features = {name: value.to(self.text_embeddings.device) if isinstance(value, torch.Tensor) else value
                     for name, value in features.items()}
         return F.normalize(self.language_model(features)["sentence_embedding"], dim=-1)
