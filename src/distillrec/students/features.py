@@ -169,6 +169,16 @@ class FeatureEncoder:
         return {value: index + 1 for index, value in enumerate(self.vocabularies[name])}
 
 
+def trained_id_masks(split) -> tuple[torch.Tensor, torch.Tensor]:
+    """(user_has_id, item_has_id): bool masks of the users and items with training
+    interactions; only those get an ID embedding, everyone else is scored from features."""
+    user_has_id = torch.zeros(split.n_users, dtype=torch.bool)
+    item_has_id = torch.zeros(split.n_items, dtype=torch.bool)
+    user_has_id[torch.as_tensor(split.train["user"].to_numpy())] = True
+    item_has_id[torch.as_tensor(split.train["item"].to_numpy())] = True
+    return user_has_id, item_has_id
+
+
 def fit_user_encoder(dataset: Dataset, columns: Sequence[FeatureColumn | Mapping] = DEFAULT_USER_COLUMNS) -> FeatureEncoder:
     return FeatureEncoder.fit(dataset.users, columns)
 

@@ -25,7 +25,7 @@ from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
 from distillrec.students.base import MODELS, Recommender
 from distillrec.students.features import (
-    DEFAULT_ITEM_COLUMNS, DEFAULT_USER_COLUMNS, FeatureColumn, FeatureEncoder,
+    DEFAULT_ITEM_COLUMNS, DEFAULT_USER_COLUMNS, FeatureColumn, FeatureEncoder, trained_id_masks,
 )
 from distillrec.train.losses import REC_LOSSES
 
@@ -176,10 +176,7 @@ class TwoTower(Recommender):
         training interactions. `params` go to the constructor (dim, id_dropout, content ...)."""
         user_encoder = FeatureEncoder.fit(dataset.users, user_columns)
         item_encoder = FeatureEncoder.fit(dataset.items, item_columns)
-        user_has_id = torch.zeros(split.n_users, dtype=torch.bool)
-        item_has_id = torch.zeros(split.n_items, dtype=torch.bool)
-        user_has_id[torch.tensor(split.train["user"].to_numpy())] = True
-        item_has_id[torch.tensor(split.train["item"].to_numpy())] = True
+        user_has_id, item_has_id = trained_id_masks(split)
         return cls(user_encoder=user_encoder, item_encoder=item_encoder,
                    user_features=user_encoder.encode(dataset.users),
                    item_features=item_encoder.encode(dataset.items),

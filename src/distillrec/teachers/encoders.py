@@ -54,7 +54,7 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: Pooling) -> to
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), position]
 
 
-def _set_offline() -> None:
+def set_offline() -> None:
     """Forbid Hugging Face libraries any network access. Must run before they are imported:
     they read these variables once, at import time."""
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -91,7 +91,7 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
 
 
 def _find_in_hf_cache(name: str) -> Path | None:
-    _set_offline()
+    set_offline()
     from huggingface_hub import snapshot_download
 
     # sentence-transformers lets users drop the organisation: "all-mpnet-base-v2".
@@ -151,7 +151,7 @@ class _SentenceTransformerBackend:
     """A sentence-transformers folder, run with its own modules (pooling, normalisation)."""
 
     def __init__(self, path: Path, device: str, max_length: int | None):
-        _set_offline()
+        set_offline()
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(path), device=device)
@@ -169,7 +169,7 @@ class _AutoModelBackend:
     """Any transformers model folder: token states from AutoModel, then `pool`."""
 
     def __init__(self, path: Path, device: str, max_length: int | None, pooling: Pooling):
-        _set_offline()
+        set_offline()
         from transformers import AutoModel, AutoTokenizer
 
         folder = _transformer_folder(path)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 import torch
 
 from distillrec.errors import DistillrecError
-from distillrec.teachers.encoders import resolve_model
+from distillrec.teachers.encoders import resolve_model, set_offline
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -28,8 +28,7 @@ BERT_LINEAR_MODULES: tuple[str, ...] = ("query", "key", "value", "dense")
 
 def load_sentence_transformer(model: str | os.PathLike | None = None, device: str = "cpu") -> "SentenceTransformer":
     """A trainable SentenceTransformer from a local folder (None: the bundled MiniLM), offline."""
-    os.environ["HF_HUB_OFFLINE"] = "1"  # read once at import time by the Hugging Face libraries
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    set_offline()  # before the import: the Hugging Face libraries read it once
     from sentence_transformers import SentenceTransformer
 
     path = resolve_model(model)

@@ -43,7 +43,7 @@ from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
 from distillrec.students.base import MODELS, Recommender
 from distillrec.students.features import (DEFAULT_ITEM_COLUMNS, DEFAULT_USER_COLUMNS, FeatureColumn,
-                                          FeatureEncoder)
+                                          FeatureEncoder, trained_id_masks)
 from distillrec.students.two_tower import FeatureTable, Tower
 from distillrec.teachers.cache import encode_cached
 from distillrec.teachers.encoders import TextEncoder
@@ -193,10 +193,7 @@ class LMTeacher(Recommender):
                                     total_steps=params.get("lm_steps", DEFAULT_LM_STEPS))
         user_encoder = FeatureEncoder.fit(dataset.users, user_columns)
         item_encoder = FeatureEncoder.fit(dataset.items, item_columns)
-        user_has_id = torch.zeros(split.n_users, dtype=torch.bool)
-        item_has_id = torch.zeros(split.n_items, dtype=torch.bool)
-        user_has_id[torch.tensor(split.train["user"].to_numpy())] = True
-        item_has_id[torch.tensor(split.train["item"].to_numpy())] = True
+        user_has_id, item_has_id = trained_id_masks(split)
         model = cls(text_embeddings=embeddings, user_encoder=user_encoder, item_encoder=item_encoder,
                     user_features=user_encoder.encode(dataset.users), item_features=item_encoder.encode(dataset.items),
                     user_has_id=user_has_id, item_has_id=item_has_id, template=template,
