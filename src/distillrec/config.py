@@ -57,6 +57,14 @@ class DistilledConfig(_Strict):
     weighting: Literal["fixed", "uncertainty"] = "fixed"
 
 
+class ScenarioConfig(_Strict):
+    name: Literal["cold-item", "cold-user", "cross-domain", "attribute"] = Field(
+        description="thin-data protocol run after the standard stages (see distillrec.scenarios)")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1,
+                             description="the scenario's models are trained once per seed; mean and std reported")
+    params: dict[str, Any] = Field(default_factory=dict, description="the scenario's own options")
+
+
 class ExperimentConfig(_Strict):
     name: str = "experiment"
     seed: int = Field(0, ge=0)
@@ -66,6 +74,7 @@ class ExperimentConfig(_Strict):
     teacher: TeacherConfig | None = Field(default_factory=TeacherConfig)
     students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig(name="mf")])
     distilled: list[DistilledConfig] = Field(default_factory=list)
+    scenario: ScenarioConfig | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "ExperimentConfig":
@@ -86,6 +95,9 @@ class ExperimentConfig(_Strict):
         for student in self.students:
             if student.model == "sasrec" and self.split.name != "loo":
                 raise ValueError(f"student {student.name!r} is sequential (sasrec): use split name 'loo'")
+        if self.scenario is not None and self.scenario.name in ("cold-item", "cold-user") \
+                and self.split.name != self.scenario.name:
+            raise ValueError(f"scenario {self.scenario.name!r} needs split name {self.scenario.name!r}")
         return self
 
 

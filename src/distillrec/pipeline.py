@@ -68,9 +68,21 @@ def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True
             e, st, teacher_stage.directory, d, r, progress, config.seed))
         stages[stage.name] = str(stage.directory)
 
+    scenarios = {}
+    if config.scenario is not None:
+        scenario = config.scenario
+        stage = Stage(f"scenario {scenario.name}", out / "scenarios" / scenario.name,
+                      content_key(data_key, teacher_stage.key if teacher_stage else None,
+                                  config.model_dump(mode="json")))
+        scenarios[scenario.name] = _cached(stage, say, lambda d, r: _scenario(
+            config, ds, split, teacher_stage.directory if teacher_stage else None, d, progress))
+        stages[stage.name] = str(stage.directory)
+
     metrics = {"models": models, "config": config.model_dump(mode="json"), "versions": artifacts.package_versions(),
                "data_fingerprint": ds.fingerprint, "seed": config.seed, "stages": stages,
                "wall_seconds": time.perf_counter() - started}
+    if scenarios:
+        metrics["scenarios"] = scenarios
     _write_summary(out, config, metrics)
     return metrics
 
@@ -150,13 +162,24 @@ def _distilled(entry, student, teacher_dir: Path, stage_dir: Path, resume: bool,
     return {**model_entry, "student": student.model, "dim": dim, "baseline": student.name}
 
 
+def _scenario(config: ExperimentConfig, ds, split, teacher_dir: Path | None, stage_dir: Path, progress) -> dict:
+    from distillrec.scenarios import ScenarioContext, run_scenario
+
+    context = ScenarioContext(config=config, dataset=ds, split=split, teacher_dir=teacher_dir, out=stage_dir,
+                              progress=progress)
+    return run_scenario(config.scenario.name, context).to_json()
+
+
 def _write_summary(out: Path, config: ExperimentConfig, metrics: dict) -> None:
     from distillrec.report.html import write_report
-    from distillrec.report.summary import summary_table
+    from distillrec.report.summary import rows_table, summary_table
 
     artifacts.write_text(out / "config.yaml", dump_config(config))
     artifacts.write_json(out / "metrics.json", metrics)
     write_report(metrics, out / "report.html")
-    console.print(summary_table(metrics))
+    if metrics["models"]:
+        console.print(summary_table(metrics))
+    for name, scenario in (metrics.get("scenarios") or {}).items():
+        console.print(rows_table(scenario["table"], f"scenario {name}"))
     console.print(f"wrote {out / 'metrics.json'} and {out / 'report.html'} "
                   f"({metrics['wall_seconds']:.0f} s)")

@@ -63,6 +63,7 @@ class Stage:
     def finish(self) -> None:
         artifacts.write_json(self.directory / STAGE_FILE, {"name": self.name, "key": self.key, "status": "done"})
         # The manifest covers every file, stage.json included, so re-verify after the update.
-        manifest = artifacts.read_json(self.directory / artifacts.MANIFEST)
+        path = self.directory / artifacts.MANIFEST
+        manifest = artifacts.read_json(path) if path.exists() else {"kind": "stage"}
         artifacts.write_manifest(self.directory, kind=manifest.get("kind", "stage"),
                                  extra={k: v for k, v in manifest.items() if k not in ("kind", "versions", "files")})

@@ -141,3 +141,17 @@ def summary_table(metrics: dict, part: str = "test", title: str | None = None) -
                       Text(format_lift(row.lift), style=lift_style(row.lift)),
                       row.reference or MISSING)
     return table
+
+
+def rows_table(rows: list[dict], title: str) -> Table:
+    """A terminal table of plain dict rows (a scenario's or an ablation's): columns in order of
+    first appearance, floats to 4 decimals."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    table = Table(title=title)
+    for column in columns:
+        numeric = all(isinstance(row.get(column), (int, float, type(None))) for row in rows)
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*(MISSING if row.get(c) is None else f"{row[c]:.4f}" if isinstance(row[c], float)
+                        else str(row[c]) for c in columns))
+    return table
