@@ -6,6 +6,7 @@ Errors caused by input print one line and exit with code 2; `--debug` shows the 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -25,6 +26,9 @@ app.add_typer(data_app, name="data")
 config_app = typer.Typer(help="Experiment configs: print the resolved config with every default.",
                          no_args_is_help=True)
 app.add_typer(config_app, name="config")
+teacher_app = typer.Typer(help="The teacher: encode texts with a language model, fit the LM-enhanced "
+                               "recommender, extract its knowledge.", no_args_is_help=True)
+app.add_typer(teacher_app, name="teacher")
 
 _state = {"debug": False}
 
@@ -159,9 +163,11 @@ def train_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: a new one under runs/)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last checkpoint."),
 ):
-    """Train a student through the one training loop and evaluate it (full ranking)."""
+    """Train a student through the one training loop and evaluate it (full ranking).
+    Under `torchrun --nproc_per_node N -m distillrec train ...` it trains data-parallel."""
     from distillrec import experiment
     from distillrec.console import console, metrics_table
+    from distillrec.train import distributed
 
     model_params = _parse_params(param, "--param")
     if dim is not None:
@@ -172,11 +178,20 @@ def train_cmd(
     for key, value in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size), ("patience", patience)):
         if value is not None:
             train_params[key] = value
-    run_dir, metrics = experiment.train_model(model, dataset=dataset, split_name=split, seed=seed,
-                                              model_params=model_params, train_params=train_params,
-                                              out=out, resume=resume)
-    console.print(metrics_table(metrics["models"], title=f"{model} · {dataset} · {split} split · test"))
-    console.print(f"wrote {run_dir}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and out is None:
+        # each process would pick its own timestamped directory
+        raise DistillrecError("under torchrun, give --out DIR: every process must write to the same run")
+    launched = distributed.init_from_env()
+    try:
+        run_dir, metrics = experiment.train_model(model, dataset=dataset, split_name=split, seed=seed,
+                                                  model_params=model_params, train_params=train_params,
+                                                  out=out, resume=resume)
+    finally:
+        if launched:
+            distributed.shutdown()
+    if metrics:  # empty on every rank but 0, which evaluated and wrote the run
+        console.print(metrics_table(metrics["models"], title=f"{model} · {dataset} · {split} split · test"))
+        console.print(f"wrote {run_dir}")
 
 
 def _parse_ints(text: str, option: str) -> list[int]:
@@ -245,6 +260,129 @@ def ablate_cmd(
                     out=out)
     console.print(report["markdown"], markup=False, highlight=False)
     console.print(f"wrote {out / 'ablation.json'} and {out / 'ablation.md'}")
+
+
+@teacher_app.command("encode")
+def teacher_encode(
+    dataset: str = typer.Option("ml-100k", "--dataset", help=DATASET_HELP),
+    out: Path = typer.Option(..., "--out", help="New directory for embeddings.safetensors, texts, encode.json."),
+    model: Optional[str] = typer.Option(None, "--model", help="Hugging Face model name or local folder "
+                                        "(default: the installed all-MiniLM-L6-v2, offline)."),
+    pooling: Optional[str] = typer.Option(None, "--pooling", help="mean | cls | last (decoder LLMs); default: "
+                                          "the sentence-transformers setup, else mean."),
+    item_template: Optional[str] = typer.Option(None, "--item-template", help="Item sentence, e.g. "
+                                                "'{title}[ ({year})].[ Genres: {genres}.]' ([...] = optional part)."),
+    users: bool = typer.Option(False, "--users", help="Also encode users with --user-template."),
+    user_template: Optional[str] = typer.Option(None, "--user-template", help="User sentence (implies --users)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Texts per forward pass."),
+):
+    """Encode item (and user) texts; re-encoding the same texts reads the embedding cache."""
+    from distillrec.console import console
+    from distillrec.teachers import templates
+    from distillrec.teachers.commands import encode_dataset
+
+    if users and user_template is None:
+        user_template = templates.DEFAULT_USER_TEMPLATE
+    record = encode_dataset(dataset, out, model=model, pooling=pooling,
+                            item_template=item_template or templates.DEFAULT_ITEM_TEMPLATE,
+                            user_template=user_template, batch_size=batch_size)
+    for name, part in record["parts"].items():
+        source = "cache hit" if part["cache_hit"] else "encoded"
+        console.print(f"{name}s: {part['n']:,} texts, {source} in {part['seconds']:.2f} s "
+                      f"({part['per_second']:,.0f} /s), dim {record['dim']}")
+    console.print(f"wrote {out}")
+
+
+@teacher_app.command("fit")
+def teacher_fit(
+    dataset: str = typer.Option("ml-100k", "--dataset", help=DATASET_HELP),
+    split: str = typer.Option("random", "--split", help="random | temporal | loo | cold-user | cold-item."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split, the initial weights and the batches."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="Language model: frozen (+ adapter, default) | lora | "
+                                       "adalora | full."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Hugging Face model name or folder (default MiniLM)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (early stopping on valid NDCG@10)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size."),
+    param: list[str] = typer.Option([], "--param", help="Other teacher hyper-parameters, KEY=VALUE (repeatable), "
+                                    "e.g. dim=128, item_item=true."),
+    train_option: list[str] = typer.Option([], "--train-option", help="Other training options, KEY=VALUE."),
+    extract: bool = typer.Option(True, "--extract/--no-extract", help="Extract the knowledge right after fitting."),
+    top_k: int = typer.Option(100, "--top-k", help="Teacher top-K kept per user (with --extract)."),
+    knn: int = typer.Option(20, "--knn", help="Item neighbours in the relation graph (with --extract)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: a new one under runs/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted fit in --out from its checkpoint."),
+):
+    """Fit the LM-enhanced teacher (role "teacher") through the one loop; then extract its knowledge."""
+    from distillrec.console import console, metrics_table
+    from distillrec.teachers import commands
+
+    model_params = _parse_params(param, "--param")
+    for key, value in (("mode", mode), ("encoder", encoder)):
+        if value is not None:
+            model_params[key] = value
+    train_params = _parse_params(train_option, "--train-option")
+    for key, value in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size)):
+        if value is not None:
+            train_params[key] = value
+    run_dir, metrics = commands.fit_teacher(dataset=dataset, split_name=split, seed=seed, model_params=model_params,
+                                            train_params=train_params, out=out, resume=resume)
+    console.print(metrics_table(metrics["models"], title=f"teacher · {dataset} · {split} split · test"))
+    if extract:
+        info = commands.extract(run_dir, top_k=top_k, knn=knn, seed=seed)
+        console.print(f"knowledge: top-{top_k} per user in {info['timings']['top_k_seconds']:.2f} s, "
+                      f"{knn}-NN item graph")
+    console.print(f"wrote {run_dir}")
+
+
+@teacher_app.command("extract")
+def teacher_extract(
+    run: Path = typer.Argument(..., help="A fitted teacher run directory (from `distillrec teacher fit`)."),
+    top_k: int = typer.Option(100, "--top-k", help="Teacher top-K kept per user, with confidences."),
+    knn: int = typer.Option(20, "--knn", help="Item neighbours in the relation graph."),
+    importance: bool = typer.Option(False, "--importance", help="Also permutation importance of side features and "
+                                    "text fields (one validation per input; slow)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the permutations."),
+):
+    """Extract the teacher's knowledge into RUN/knowledge: representations, top-K, kNN graph."""
+    from distillrec.console import console
+    from distillrec.teachers.commands import extract
+
+    info = extract(run, top_k=top_k, knn=knn, importance=importance, seed=seed)
+    timings = ", ".join(f"{k.removesuffix('_seconds')} {v:.2f} s" for k, v in info["timings"].items())
+    console.print(f"knowledge: {timings}")
+    console.print(f"wrote {run / 'knowledge'}")
+
+
+@app.command("export")
+def export_cmd(
+    run: Path = typer.Argument(..., help="A run directory from `distillrec train`, `distill` or `run`."),
+    out: Path = typer.Option(..., "--out", help="Bundle directory to write (must not exist)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Which student of a `distillrec run` output "
+                                        "(default: the distilled student with the best validation NDCG@10)."),
+):
+    """Export a student as a verified bundle: weights, id maps, item vectors, ONNX towers, manifest."""
+    from distillrec.console import console
+    from distillrec.serving.bundle import export_bundle
+
+    path = export_bundle(run, out, model=model)
+    console.print(f"wrote {path}")
+
+
+@app.command("serve")
+def serve_cmd(
+    bundle: Path = typer.Argument(..., help="A bundle directory from `distillrec export` (hashes verified first)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="DISTILLREC_API_KEY",
+                                          help="Require Authorization: Bearer KEY (or set DISTILLREC_API_KEY)."),
+    index: str = typer.Option("exact", "--index", help="Top-K search: exact | hnsw | ivf."),
+    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
+):
+    """Serve recommendations over HTTP (FastAPI + uvicorn); OpenAPI schema at /docs."""
+    from distillrec.serving.app import serve
+
+    serve(bundle, host=host, port=port, api_key=api_key, index=index, workers=workers)
 
 
 def main(argv: list[str] | None = None) -> None:
