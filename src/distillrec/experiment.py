@@ -151,12 +151,14 @@ def fit_model(model_cls, name: str, ds: Dataset, split: Split, *, model_params: 
               progress: bool = True, extra_loss=None, model=None, entry_extra: dict | None = None) -> dict:
     """Train (or resume), evaluate, measure cost and write a complete run directory."""
     from distillrec.evaluation.efficiency import model_cost
-    from distillrec.train import Trainer
+    from distillrec.train import Trainer, distributed
 
     if model is None:
         model = model_cls.build(ds, split, seed=train_config.seed, **model_params)
     trainer = Trainer(model, split, train_config, run_dir=run_dir, progress=progress, extra_loss=extra_loss)
     result = trainer.fit(resume=resume)
+    if not distributed.is_main():  # under torchrun, rank 0 evaluates and writes the run
+        return {}
     results = evaluate_model(model, split, ds)
     cost = model_cost(model, split.n_users)
     history = [{"epoch": r["epoch"], "loss": r["loss"], "train_seconds": r["train_seconds"],

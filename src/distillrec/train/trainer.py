@@ -7,6 +7,12 @@ optimizer, validation, early stopping, best weights, checkpoints and exact resum
 Exactness: epoch e's batches come from a generator seeded by (config.seed, e) and the global
 torch RNG (dropout) is seeded once and saved in every checkpoint, so a run resumed from the
 checkpoint of epoch e continues with exactly the numbers an uninterrupted run would produce.
+
+Under torchrun (see `distillrec.train.distributed`) the same loop runs in every process: the
+loss module is wrapped in DistributedDataParallel, each rank trains on its piece of every
+global batch, validation is split by users and its metrics summed over ranks (so early
+stopping agrees everywhere), and only rank 0 writes checkpoints and results. Without
+torchrun none of this is touched and a run is what it always was.
 """
 
 from __future__ import annotations
@@ -22,12 +28,14 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from distillrec import artifacts
 from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
 from distillrec.evaluation.evaluator import ACCURACY_METRICS, HISTORY_PARTS, Evaluator
+from distillrec.train import distributed
 from distillrec.train.batches import make_batches
 from distillrec.train.checkpoint import load_latest_checkpoint, save_checkpoint
 
@@ -107,14 +115,28 @@ class Trainer:
         self._trained = nn.ModuleDict({"model": model})
         if isinstance(extra_loss, nn.Module):
             self._trained["extra_loss"] = extra_loss
+        self._step = _LossTerms(self._trained, extra_loss)
+        self.device = distributed.local_device(config.device)
 
     def validate(self) -> dict[str, float]:
-        """Full-ranking metrics on the valid part (the model sees the train history)."""
+        """Full-ranking metrics on the valid part (the model sees the train history).
+        Distributed: each rank ranks a share of the users and the means are combined."""
         self.model.eval()
         self.model.set_history(history_for(self.split, "valid"))
-        device = self.config.device
+        device = self.device
+
+        def scorer(users):
+            return self.model.score(users.to(device))
+
         with torch.no_grad():
-            return self.evaluator.evaluate(lambda users: self.model.score(users.to(device)), "valid")
+            if not distributed.is_distributed():
+                return self.evaluator.evaluate(scorer, "valid")
+            users = torch.from_numpy(np.unique(self.split.valid["user"].to_numpy(np.int64)))
+            start, stop = distributed.shard_range(len(users))
+            mine = self.evaluator.evaluate(scorer, "valid", users=users[start:stop]) if stop > start else {}
+            keys = [f"{name}@{k}" for name in self.evaluator.metrics for k in self.evaluator.ks]
+            means, total = distributed.combine_means(mine, int(mine.get("n_users", 0)), keys)
+            return {**means, "n_users": total, "n_skipped": self.split.n_users - total}
 
     def fit(self, resume: bool = False) -> TrainResult:
         """Train until config.epochs or early stopping; leaves the best weights in the model.
@@ -124,10 +146,18 @@ class Trainer:
             raise DistillrecError("resume=True needs a run_dir holding the checkpoints")
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        self._trained.to(config.device)
+        self._trained.to(self.device)
         batch_size = config.batch_size or model.default_batch_size
         batches = make_batches(model, self.split.train, self.split.n_users, self.split.n_items,
-                               n_negatives=config.n_negatives, sampler=config.sampler, device=config.device)
+                               n_negatives=config.n_negatives, sampler=config.sampler, device=self.device)
+        step = self._step
+        if distributed.is_distributed():
+            # Buffers (text embeddings, history tables) are built identically on every rank:
+            # broadcasting them each step would only cost time. find_unused_parameters: a
+            # distillation term may leave some parameters out of a step.
+            step = DistributedDataParallel(step, device_ids=[self.device] if self.device.startswith("cuda") else None,
+                                           broadcast_buffers=False, find_unused_parameters=True)
+        writes = self.run_dir is not None and distributed.is_main()
         # fused: one kernel for all parameters; several times faster than the default on CPU.
         optimizer = torch.optim.AdamW(self._trained.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                       fused=True)
@@ -139,26 +169,27 @@ class Trainer:
             if state.best_epoch:  # else no validation has run yet and the current weights stand
                 best_weights = artifacts.read_tensors(self.run_dir / BEST_WEIGHTS)
 
+        progress = self.progress and distributed.is_main()
         epochs = tqdm(range(state.epoch + 1, config.epochs + 1), desc="epochs", unit="epoch",
-                      disable=not self.progress or state.stopped_early, dynamic_ncols=True)
+                      disable=not progress or state.stopped_early, dynamic_ncols=True)
         for epoch in epochs:
             if state.stopped_early:
                 break
-            record = self._train_epoch(epoch, batches, batch_size, optimizer)
+            record = self._train_epoch(epoch, batches, batch_size, optimizer, step, progress)
             if epoch % config.eval_every == 0 or epoch == config.epochs:
                 started = time.perf_counter()
                 record["valid"] = self.validate()
                 record["eval_seconds"] = time.perf_counter() - started
                 if state.observe(epoch, record["valid"], config):
                     best_weights = _clone(model.state_dict())
-                    if self.run_dir is not None:
+                    if writes:
                         artifacts.write_tensors(self.run_dir / BEST_WEIGHTS, best_weights)
                 epochs.set_postfix(loss=f"{record['loss']:.4f}", **{
                     config.metric: f"{record['valid'][config.metric]:.4f}",
                     "best": f"{state.best_value:.4f}@{state.best_epoch}"})
             state.epoch = epoch
             state.history.append(record)
-            if self.run_dir is not None:
+            if writes:
                 save_checkpoint(self.run_dir, epoch, self._trained, optimizer, state.to_saved(config))
             for callback in self.callbacks:
                 callback(record)
@@ -166,40 +197,67 @@ class Trainer:
 
         model.load_state_dict(best_weights)
         result = state.result()
-        if self.run_dir is not None:
+        if writes:
             artifacts.write_json(self.run_dir / RESULT, result.to_dict())
+        distributed.barrier()  # the run's files are complete before any rank moves on
         return result
 
-    def _train_epoch(self, epoch: int, batches, batch_size: int, optimizer: torch.optim.Optimizer) -> dict:
-        model, config = self.model, self.config
+    def _train_epoch(self, epoch: int, batches, batch_size: int, optimizer: torch.optim.Optimizer,
+                     loss_terms: nn.Module, progress: bool) -> dict:
+        config = self.config
         self._trained.train()
-        generator = torch.Generator(device=config.device).manual_seed(_epoch_seed(config.seed, epoch))
+        generator = torch.Generator(device=self.device).manual_seed(_epoch_seed(config.seed, epoch))
         n_batches = math.ceil(len(batches) / batch_size)
+        # Every rank draws the same global batches and keeps its piece of each.
+        source = batches.epoch(batch_size, generator)
+        if distributed.is_distributed():
+            source = distributed.shard_batches(source)
         # Sums stay on the device; reading them (a sync) happens only for the progress bar.
         sums: dict[str, torch.Tensor] = {}
         started = time.perf_counter()
-        bar = tqdm(batches.epoch(batch_size, generator), total=n_batches, desc=f"epoch {epoch}",
-                   leave=False, disable=not self.progress, dynamic_ncols=True)
+        bar = tqdm(source, total=n_batches, desc=f"epoch {epoch}",
+                   leave=False, disable=not progress, dynamic_ncols=True)
+        step = 0
         for step, batch in enumerate(bar, start=1):
-            terms = {"rec": model.loss(batch)}
-            if self.extra_loss is not None:
-                extra = self.extra_loss(model, batch)
-                terms.update(extra if isinstance(extra, dict) else {"extra": extra})
+            terms = loss_terms(batch)
             total = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
             for name, value in {"total": total, **terms}.items():
                 sums[name] = sums.get(name, 0.0) + value.detach()
-            if self.progress and step % 10 == 0:
+            if progress and step % 10 == 0:
                 bar.set_postfix(loss=f"{float(sums['total']) / step:.4f}")
         bar.close()
+        if distributed.is_distributed():  # the mean over every rank's steps
+            names = sorted(sums)
+            summed = distributed.all_reduce_sum(torch.stack([sums[n].double().cpu() for n in names]))
+            sums = dict(zip(names, summed / distributed.world_size()))
+            n_batches = step
         means = {name: float(value) / n_batches for name, value in sums.items()}
         if not math.isfinite(means["total"]):
             raise DistillrecError(f"training loss became {means['total']} in epoch {epoch}; "
                                   "lower the learning rate or check the extra loss terms")
         return {"epoch": epoch, "loss": means.pop("total"), "losses": means,
                 "train_seconds": time.perf_counter() - started}
+
+
+class _LossTerms(nn.Module):
+    """One step's loss terms as a module's forward, so DistributedDataParallel can wrap it:
+    {"rec": model.loss(batch)} plus the extra loss's term(s)."""
+
+    def __init__(self, trained: nn.ModuleDict, extra_loss: ExtraLoss | None):
+        super().__init__()
+        self.trained = trained
+        self.extra_loss = extra_loss
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        model = self.trained["model"]
+        terms = {"rec": model.loss(batch)}
+        if self.extra_loss is not None:
+            extra = self.extra_loss(model, batch)
+            terms.update(extra if isinstance(extra, dict) else {"extra": extra})
+        return terms
 
 
 @dataclass
