@@ -1,0 +1,269 @@
+"""Cross-domain transfer: a source domain (ML-1M) helps a target domain (config.data, ML-100K)
+whose training interactions are thinned to 100%, 20% and 5%.
+
+Users of the two domains are disjoint (checked); items meet in the language model's text
+space (the same template on both sides) and, where titles and years match, by title.
+
+Compared at each sparsity, all trained through the one Trainer on the same thinned split:
+  pop                 popularity on the thinned train part;
+  mf                  the target's own MF-BPR (IDs only);
+  two-tower (target)  a two-tower whose item tower reads MiniLM text + item ID, target data only;
+  transfer (init)     the same two-tower, its item tower (text -> vector) pre-trained on the
+                      source and fine-tuned on the target;
+  transfer (init+kd)  that, plus a feature-distillation term pulling the target item vectors
+                      towards the source model's vectors of the same items (text through the
+                      source item tower; title-matched items also with their source ID).
+Lift is relative to two-tower (target): the same architecture and inputs without the source.
+The source model is fitted once (seed 0) and reused for every seed and sparsity.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field
+from torch import nn
+
+from distillrec.errors import DataError
+from distillrec.scenarios import SCENARIOS, ScenarioContext, ScenarioResult, mean_std
+from distillrec.scenarios.common import (StrictParams, encode_texts, item_texts, parse_params,
+                                         subsample_train)
+from distillrec.teachers.templates import DEFAULT_ITEM_TEMPLATE
+
+METRIC = "ndcg@10"
+BASELINE = "two-tower (target)"
+_ARTICLES = re.compile(r"^(.*), (the|a|an|les|la|le|il|el|die|das|der)$")
+
+
+class TrainParams(StrictParams):
+    params: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+
+
+class CrossDomainParams(StrictParams):
+    source: str = Field("ml-1m", description="source dataset (built-in name or path)")
+    fractions: list[float] = Field(default_factory=lambda: [1.0, 0.2, 0.05], min_length=1)
+    template: str = DEFAULT_ITEM_TEMPLATE
+    encoder: str | None = None
+    source_split_seed: int = 0
+    #: the two-tower shared by the source model and the target two-towers.
+    two_tower: TrainParams = Field(default_factory=lambda: TrainParams(
+        params={"dim": 64, "hidden": 128, "id_dropout": 0.5, "similarity": "cosine", "temperature": 0.1,
+                "rec_loss": "softmax"},
+        train={"epochs": 30, "lr": 0.003, "patience": 5, "num_threads": 1}))
+    source_train: dict[str, Any] = Field(default_factory=lambda: {"epochs": 5, "lr": 0.003, "patience": 2,
+                                                                  "num_threads": 1})
+    mf: TrainParams = Field(default_factory=lambda: TrainParams(
+        params={"dim": 64}, train={"epochs": 200, "patience": 10, "num_threads": 1}))
+    kd_weight: float = Field(0.1, ge=0)
+
+
+@SCENARIOS.register("cross-domain")
+def run(context: ScenarioContext) -> ScenarioResult:
+    from distillrec import experiment
+
+    params = parse_params(CrossDomainParams, context.params, "cross-domain")
+    for options in (params.two_tower.train, params.source_train, params.mf.train):
+        experiment.make_train_config(options, 0)  # bad training options fail before any work
+    return cross_domain(context, experiment.load_dataset(params.source), params)
+
+
+def cross_domain(context: ScenarioContext, source, params: CrossDomainParams) -> ScenarioResult:
+    """The scenario with the source dataset given (`run` loads it from `params.source`)."""
+    target, split = context.dataset, context.split
+    check_disjoint_users(source, target)
+    matches = match_titles(source.items, target.items)
+    started = time.perf_counter()
+    source_text = encode_texts(item_texts(source.items, params.template), params.template, params.encoder)
+    target_text = encode_texts(item_texts(target.items, params.template), params.template, params.encoder)
+    source_model, source_entry = fit_source(source, source_text, params, context.out / "source", context.progress)
+    teacher_items = source_item_vectors(source_model, target_text, matches)
+    source_seconds = time.perf_counter() - started
+
+    per_seed: dict[tuple[float, str], list[dict]] = {}
+    for fraction in params.fractions:
+        for seed in context.seeds:
+            thin = subsample_train(split, fraction, seed)
+            where = context.out / f"train-{fraction:g}" / f"seed-{seed}"
+            for name, result in _target_models(target, thin, target_text, source_model, teacher_items,
+                                               params, seed, where, context.progress).items():
+                per_seed.setdefault((fraction, name), []).append(result)
+    table = _table(per_seed, params.fractions, split)
+    n_matched = int((matches >= 0).sum())
+    notes = (f"Source {params.source} ({source.n_users:,} users, {source.n_items:,} items) -> target "
+             f"{context.config.data.dataset} ({target.n_users:,} users, {target.n_items:,} items); users disjoint; "
+             f"{n_matched:,} of {target.n_items:,} target items match a source title+year. Target train part "
+             f"thinned per user (valid/test unchanged); test {METRIC}, mean and std over seeds {context.seeds}; "
+             f"lift vs {BASELINE}. The source model is fitted once (seed 0) and reused for every seed "
+             f"and sparsity (source test {METRIC} {source_entry['test'][METRIC]:.4f}).")
+    details = {"matched_titles": n_matched, "target_items": target.n_items, "source_items": source.n_items,
+               "source": {"dataset": params.source, "test": source_entry["test"],
+                          "train_seconds": source_entry.get("train_seconds"),
+                          "best_epoch": source_entry.get("best_epoch")},
+               "source_seconds": source_seconds,
+               "per_seed": [{"train_fraction": f, "model": m, "runs": r} for (f, m), r in per_seed.items()]}
+    return ScenarioResult(table=table, notes=notes, details=details)
+
+
+# --- alignment --------------------------------------------------------------------------
+
+def check_disjoint_users(source, target) -> None:
+    shared = np.intersect1d(source.user_ids.astype(str), target.user_ids.astype(str))
+    if len(shared):
+        raise DataError(f"cross-domain source {source.name!r}", f"{len(shared)} user ids also in the target "
+                        f"(e.g. {shared[0]!r})", field="user_id",
+                        expected="disjoint users (prefix the source's ids)")
+
+
+def normalise_title(title: Any) -> str:
+    """'Usual Suspects, The' and 'The Usual Suspects' -> 'the usual suspects' (letters and digits)."""
+    if not isinstance(title, str):
+        return ""
+    title = title.strip()
+    moved = _ARTICLES.match(title.lower())
+    text = f"{moved.group(2)} {moved.group(1)}" if moved else title.lower()
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", text).split())
+
+
+def match_titles(source_items: pd.DataFrame, target_items: pd.DataFrame) -> np.ndarray:
+    """For each target item, the source item with the same normalised title and year, or -1.
+    Keys that occur more than once on either side are left unmatched (ambiguous)."""
+    def keys(items: pd.DataFrame) -> pd.Series:
+        years = items["year"] if "year" in items.columns else pd.Series(np.nan, index=items.index)
+        return pd.Series([f"{normalise_title(t)}|{'' if pd.isna(y) else int(y)}"
+                          for t, y in zip(items["title"], years)])
+
+    source_keys, target_keys = keys(source_items), keys(target_items)
+    unique_source = source_keys[~source_keys.duplicated(keep=False) & ~source_keys.str.startswith("|")]
+    lookup = pd.Series(unique_source.index, index=unique_source.values)
+    ambiguous = target_keys.duplicated(keep=False)
+    found = target_keys.map(lookup)
+    found[ambiguous] = np.nan
+    return found.fillna(-1).to_numpy(np.int64)
+
+
+# --- the source model -------------------------------------------------------------------
+
+def fit_source(source, text: torch.Tensor, params: CrossDomainParams, out: Path, progress: bool):
+    """The two-tower on the whole source (random split, early stopping on its validation),
+    items read as text only: its item tower is what travels."""
+    from distillrec import experiment
+    from distillrec.data.splits import make_split
+    from distillrec.students.two_tower import TwoTower
+
+    split = make_split(source, "random", seed=params.source_split_seed)
+    model_params = {**params.two_tower.params, "item_columns": ()}
+    model = TwoTower.build(source, split, content=text, seed=0, **model_params)
+    train_config = experiment.make_train_config(params.source_train, 0)
+    config = {"command": "scenario cross-domain", "model": "two-tower", "dataset": params.source,
+              "split": split.name, "split_params": split.params, "seed": 0,
+              "train": train_config.model_dump(mode="json")}
+    metrics = experiment.fit_model(TwoTower, "source", source, split, model_params=params.two_tower.params,
+                                   train_config=train_config,
+                                   run_dir=out, config=config, progress=progress, model=model)
+    return model.eval(), metrics["models"]["source"]
+
+
+@torch.no_grad()
+def source_item_vectors(source_model, target_text: torch.Tensor, matches: np.ndarray) -> torch.Tensor:
+    """[n_target_items, d]: target items through the source item tower: from their text alone,
+    and with their source item's trained ID where the title matched."""
+    vectors = source_model.encode_items({}, target_text)  # the source item tower reads no side features
+    matched = np.flatnonzero(matches >= 0)
+    if len(matched):
+        source_ids = torch.as_tensor(matches[matched])
+        tower = source_model.item_tower
+        with_id = tower(source_model.item_table.rows(source_ids), target_text[torch.as_tensor(matched)],
+                        ids=source_ids, has_id=source_model.item_has_id[source_ids])
+        vectors[torch.as_tensor(matched)] = with_id
+    return vectors
+
+
+# --- the target models ------------------------------------------------------------------
+
+class SourceItemDistillation(nn.Module):
+    """extra_loss: weight x (1 - cosine) between the target model's vectors of the batch's items
+    (positives and negatives) through a learned projector and the source model's vectors."""
+
+    def __init__(self, teacher_items: torch.Tensor, student_dim: int, weight: float):
+        from distillrec.distill.losses.feature import Projector
+
+        super().__init__()
+        self.register_buffer("teacher", teacher_items.detach().clone())
+        self.projector = Projector(student_dim, teacher_items.shape[1])
+        self.weight = weight
+
+    def forward(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        from distillrec.distill.losses.feature import feature_loss
+
+        items = batch["pos"] if "neg" not in batch else torch.cat([batch["pos"], batch["neg"].reshape(-1)])
+        items = items.unique()
+        return self.weight * feature_loss(model.item_vectors(items), self.teacher[items], self.projector,
+                                          kind="cosine")
+
+
+def _target_models(target, split, target_text, source_model, teacher_items, params: CrossDomainParams,
+                   seed: int, out: Path, progress: bool) -> dict[str, dict]:
+    from distillrec import experiment
+    from distillrec.students.mf import MatrixFactorization
+    from distillrec.students.two_tower import TwoTower
+
+    def fit(name: str, model_cls, model, model_params: dict, train: dict, extra_loss=None) -> dict:
+        train_config = experiment.make_train_config(train, seed)
+        config = {"command": "scenario cross-domain", "model": name, "dataset": target.name,
+                  "split": split.name, "split_params": split.params, "seed": seed,
+                  "train": train_config.model_dump(mode="json")}
+        metrics = experiment.fit_model(model_cls, name, target, split, model_params=model_params,
+                                       train_config=train_config,
+                                       run_dir=out / _slug(name), config=config, progress=progress, model=model,
+                                       extra_loss=extra_loss)
+        entry = metrics["models"][name]
+        return {"seed": seed, "test": {k: entry["test"][k] for k in (METRIC, "recall@10")},
+                "valid": {METRIC: entry["valid"][METRIC]}, "best_epoch": entry.get("best_epoch"),
+                "train_seconds": entry.get("train_seconds")}
+
+    tower_params = {**params.two_tower.params, "item_columns": ()}
+
+    def two_tower(pretrained: bool) -> TwoTower:
+        model = TwoTower.build(target, split, content=target_text, seed=seed, **tower_params)
+        if pretrained:  # the item tower's text path and MLP come from the source; target IDs start fresh
+            model.item_tower.content.load_state_dict(source_model.item_tower.content.state_dict())
+            model.item_tower.mlp.load_state_dict(source_model.item_tower.mlp.state_dict())
+        return model
+
+    pop = experiment.evaluate_scorer(experiment.baseline_scorer("pop", split, seed), split, target)
+    results = {"pop": {"seed": seed, "test": {k: pop["test"][k] for k in (METRIC, "recall@10")},
+                       "valid": {METRIC: pop["valid"][METRIC]}}}
+    results["mf"] = fit("mf", MatrixFactorization, MatrixFactorization.build(
+        target, split, seed=seed, **params.mf.params), params.mf.params, params.mf.train)}
+    for name, pretrained, kd in ((BASELINE, False, False), ("transfer (init)", True, False),
+                                 ("transfer (init+kd)", True, True)):
+        extra = SourceItemDistillation(teacher_items, tower_params.get("dim", 64), params.kd_weight) if kd else None
+        results[name] = fit(name, TwoTower, two_tower(pretrained), params.two_tower.params,
+                            params.two_tower.train, extra_loss=extra)
+    return results
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
+
+
+def _table(per_seed: dict[tuple[float, str], list[dict]], fractions: list[float], split) -> list[dict]:
+    rows = []
+    for fraction in fractions:
+        base, _ = mean_std([r["test"][METRIC] for r in per_seed[(fraction, BASELINE)]])
+        for (f, name), runs in per_seed.items():
+            if f != fraction:
+                continue
+            mean, std = mean_std([r["test"][METRIC] for r in runs])
+            recall, recall_std = mean_std([r["test"]["recall@10"] for r in runs])
+            rows.append({"train fraction": fraction, "model": name, METRIC: mean, f"{METRIC} std": std,
+                         "recall@10": recall, "recall@10 std": recall_std,
+                         "lift": (mean / base - 1) if base else None})
+    return rows

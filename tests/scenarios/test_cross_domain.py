@@ -1,0 +1,125 @@
+"""Cross-domain scenario: disjoint users, title alignment, thinned train parts, and a tiny
+end-to-end run with the real MiniLM and the real Trainer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from distillrec.config import parse_config
+from distillrec.data.dataset import RawData, build_dataset
+from distillrec.data.splits import random_split
+from distillrec.errors import DataError, DistillrecError
+from distillrec.scenarios import SCENARIOS, ScenarioContext
+from distillrec.scenarios.common import subsample_train
+from distillrec.scenarios.cross_domain import (CrossDomainParams, check_disjoint_users, cross_domain,
+                                               match_titles, normalise_title)
+
+GENRES = ["Action", "Comedy", "Drama", "Romance"]
+TITLES = ["Heat", "Toy Story", "Usual Suspects, The", "Fargo", "Casablanca", "Alien", "Aliens", "Jaws",
+          "Vertigo", "Psycho", "Rocky", "Big", "Babe", "Speed", "Seven", "Ran"]
+
+
+def tiny(name: str, prefix: str, n_users: int, titles: list[str], seed: int, per_user: int = 10):
+    rng = np.random.default_rng(seed)
+    rows = [(f"{prefix}{u}", f"{prefix}i{i}", 4.0, t) for u in range(n_users)
+            for t, i in enumerate(rng.choice(len(titles), per_user, replace=False))]
+    items = pd.DataFrame({"item_id": [f"{prefix}i{i}" for i in range(len(titles))], "title": titles,
+                          "year": [1990.0 + i for i in range(len(titles))],
+                          "genres": [[GENRES[i % 4], GENRES[(i + 1) % 4]] for i in range(len(titles))]})
+    users = pd.DataFrame({"user_id": [f"{prefix}{u}" for u in range(n_users)],
+                          "gender": ["F", "M"] * (n_users // 2)})
+    return build_dataset(RawData(name, pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"]),
+                                 items=items, users=users))
+
+
+@pytest.fixture(scope="module")
+def domains():
+    # Catalogs of 24 items (the evaluator ranks top-20); 6 target films are also in the source.
+    source = tiny("source", "1m_", 30, TITLES + [f"Source Film {i}" for i in range(8)], seed=1)
+    target = tiny("target", "", 20, TITLES[:6] + [f"Target Film {i}" for i in range(18)], seed=2)
+    return source, target
+
+
+def test_target_users_are_never_in_the_source(domains):
+    source, target = domains
+    assert not set(target.user_ids) & set(source.user_ids)
+    check_disjoint_users(source, target)
+    with pytest.raises(DataError, match="user ids also in the target"):
+        check_disjoint_users(target, target)
+
+
+def test_the_builtin_domains_are_disjoint():
+    from distillrec.experiment import load_dataset
+
+    source, target = load_dataset("ml-1m"), load_dataset("ml-100k")
+    assert not set(target.user_ids.astype(str)) & set(source.user_ids.astype(str))
+    matches = match_titles(source.items, target.items)
+    assert 800 < (matches >= 0).sum() < target.n_items  # most ML-100K films are in ML-1M, not all
+    matched = np.flatnonzero(matches >= 0)
+    assert (source.items["year"].to_numpy()[matches[matched]] == target.items["year"].to_numpy()[matched]).all()
+
+
+def test_titles_match_after_normalising_articles_and_years(domains):
+    assert normalise_title("Usual Suspects, The") == normalise_title("The Usual Suspects") == "the usual suspects"
+    source, target = domains
+    matches = match_titles(source.items, target.items)
+    shared = target.items["title"].isin(TITLES[:6]).to_numpy()
+    assert (matches[shared] >= 0).all() and (matches[~shared] == -1).all() and shared.sum() == 6
+    assert list(source.items["title"].to_numpy()[matches[shared]]) == list(target.items["title"][shared])
+    shifted = target.items.assign(year=target.items["year"] + 1)  # same title, other year: not the same film
+    assert (match_titles(source.items, shifted) == -1).all()
+
+
+def test_thinning_keeps_valid_test_and_every_user(domains):
+    _, target = domains
+    split = random_split(target, seed=0)
+    thin = subsample_train(split, 0.2, seed=3)
+    assert thin.valid.equals(split.valid) and thin.test.equals(split.test)
+    merged = thin.train.merge(split.train, how="left", indicator=True)
+    assert (merged["_merge"] == "both").all()  # a subset of the original train part
+    before, after = split.train.groupby("user").size(), thin.train.groupby("user").size()
+    assert (after.index == before.index).all()
+    assert (after == np.maximum(1, np.rint(0.2 * before))).all()
+    assert thin.params["train_fraction"] == 0.2
+    assert subsample_train(split, 0.2, seed=3).train.equals(thin.train)  # seeded
+    assert not subsample_train(split, 0.2, seed=4).train.equals(thin.train)
+    assert subsample_train(split, 1.0, seed=3) is split
+    with pytest.raises(DistillrecError, match="fraction"):
+        subsample_train(split, 0.0, seed=0)
+
+
+def test_bad_params_are_refused_in_one_line(domains, tmp_path):
+    config = parse_config({"teacher": None, "students": [], "baselines": [],
+                           "scenario": {"name": "cross-domain", "params": {"fractions": [1.0], "sorce": "x"}}})
+    _, target = domains
+    context = ScenarioContext(config, target, random_split(target, seed=0), None, tmp_path, progress=False)
+    with pytest.raises(DistillrecError, match=r"scenario.params.sorce: unknown key"):
+        SCENARIOS.get("cross-domain")(context)
+    assert not any(tmp_path.iterdir())
+
+
+def test_tiny_end_to_end_run(domains, tmp_path):
+    source, target = domains
+    fast = {"epochs": 1, "batch_size": 32, "patience": 1, "num_threads": 1, "eval_ks": [10]}
+    raw = {"fractions": [1.0, 0.3], "two_tower": {"params": {"dim": 8, "hidden": 16, "rec_loss": "softmax",
+                                                             "similarity": "cosine"}, "train": fast},
+           "source_train": fast, "mf": {"params": {"dim": 8}, "train": fast}}
+    config = parse_config({"teacher": None, "students": [], "baselines": [],
+                           "scenario": {"name": "cross-domain", "seeds": [3], "params": raw}})
+    split = random_split(target, seed=0)
+    context = ScenarioContext(config, target, split, None, tmp_path, progress=False)
+    result = cross_domain(context, source, CrossDomainParams(**raw))
+    rows = {(row["train fraction"], row["model"]): row for row in result.table}
+    models = {"pop", "mf", "two-tower (target)", "transfer (init)", "transfer (init+kd)"}
+    assert set(rows) == {(f, m) for f in (1.0, 0.3) for m in models}
+    for (fraction, model), row in rows.items():
+        assert 0 <= row["ndcg@10"] <= 1 and row["ndcg@10 std"] >= 0
+        if model == "two-tower (target)":
+            assert row["lift"] == pytest.approx(0.0)
+    assert result.details["matched_titles"] == 6
+    runs = {(r["train_fraction"], r["model"]): r["runs"] for r in result.details["per_seed"]}
+    assert [r["seed"] for r in runs[(0.3, "mf")]] == [3]
+    assert (tmp_path / "source" / "metrics.json").exists()
+    assert "users disjoint" in result.notes and "6 of 24" in result.notes
