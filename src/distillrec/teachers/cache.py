@@ -60,22 +60,36 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], cache_dir: str | o
     """
     start = time.perf_counter()
     texts = list(texts)
-    key = cache_key(encoder.identity(), template, texts)
-    path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{key}.safetensors"
+    key, path = cache_entry(encoder, texts, template, cache_dir)
 
-    cached = _load(path, expected_shape=(len(texts), encoder.dim))
+    cached = load_entry(path, encoder, len(texts))
     if cached is not None:
         info = CacheInfo(True, key, path, time.perf_counter() - start)
         log.info("embedding cache hit: %d texts from %s", len(texts), path)
         return cached, info
 
     embeddings = encoder.encode(texts, batch_size=batch_size, progress=progress)
-    artifacts.write_tensors(path, {_TENSOR: embeddings}, metadata={
-        "model": encoder.name, "pooling": encoder.pooling, "normalize": str(encoder.normalize),
-        "template": template, "n_texts": str(len(texts)), "key": key})
+    store_entry(path, embeddings, encoder, template, key)
     info = CacheInfo(False, key, path, time.perf_counter() - start)
     log.info("embedding cache miss: encoded %d texts in %.1f s, stored in %s", len(texts), info.seconds, path)
     return embeddings, info
+
+
+def cache_entry(encoder: TextEncoder, texts: Sequence[str], template: str = "",
+                cache_dir: str | os.PathLike | None = None) -> tuple[str, Path]:
+    """(key, file) of the entry holding `encoder`'s vectors of `texts`."""
+    key = cache_key(encoder.identity(), template, texts)
+    return key, Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"{key}.safetensors"
+
+
+def load_entry(path: Path, encoder: TextEncoder, n_texts: int) -> torch.Tensor | None:
+    return _load(path, expected_shape=(n_texts, encoder.dim))
+
+
+def store_entry(path: Path, embeddings: torch.Tensor, encoder: TextEncoder, template: str, key: str) -> None:
+    artifacts.write_tensors(path, {_TENSOR: embeddings}, metadata={
+        "model": encoder.name, "pooling": encoder.pooling, "normalize": str(encoder.normalize),
+        "template": template, "n_texts": str(len(embeddings)), "key": key})
 
 
 def _load(path: Path, expected_shape: tuple[int, int]) -> torch.Tensor | None:

@@ -14,6 +14,12 @@
   enter through a language model and a tokeniser, where no gradient reaches a field.
 
 Scores are computed in chunks of users: memory stays at chunk x n_items, never users x items.
+
+Under torchrun (`distillrec.train.distributed`) `extract_knowledge` is collective: each rank
+ranks a contiguous share of the users, finds the neighbours of a share of the items and
+measures the importance of a share of the inputs; the pieces are gathered on every rank, so
+all hold the same Knowledge as one process would (`teachers.sharded.extract_and_save` then
+writes it once).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from distillrec.data.split import Split
 from distillrec.errors import ArtifactError, DistillrecError
 from distillrec.evaluation.evaluator import Evaluator, rank_top_k
 from distillrec.teachers.models import LMTeacher
+from distillrec.train import distributed
 from distillrec.train.trainer import history_for
 
 KIND = "knowledge"
@@ -119,12 +126,16 @@ def extract_knowledge(model: LMTeacher, split: Split, dataset: Dataset, top_k: i
         timings["representations_seconds"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        top_items, top_scores, top_confidence = top_k_rankings(model.score, visible, split.n_users,
-                                                               split.n_items, top_k, chunk)
+        mine = distributed.shard_range(split.n_users)
+        top_items, top_scores, top_confidence = (
+            distributed.gather_rows(part, split.n_users)
+            for part in top_k_rankings(model.score, visible, split.n_users, split.n_items, top_k, chunk, rows=mine))
         timings["top_k_seconds"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        knn_items, knn_similarity = nearest_items(representations["item"], knn, chunk)
+        mine = distributed.shard_range(split.n_items)
+        knn_items, knn_similarity = (distributed.gather_rows(part, split.n_items)
+                                     for part in nearest_items(representations["item"], knn, chunk, rows=mine))
         timings["knn_seconds"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -147,21 +158,23 @@ def extract_knowledge(model: LMTeacher, split: Split, dataset: Dataset, top_k: i
 # --- rankings and relations -----------------------------------------------------------------
 
 def top_k_rankings(scorer, seen: pd.DataFrame, n_users: int, n_items: int, k: int,
-                   chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   chunk: int = 1024, rows: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k items per user with `seen` (user, item) pairs masked, in chunks of users.
 
     Returns (items [n_users, k] int64, scores, confidences): ties go to the lower item index
-    (the Evaluator's rule); confidence is the softmax probability over the unseen items."""
+    (the Evaluator's rule); confidence is the softmax probability over the unseen items.
+    rows=(start, stop): only those users (a rank's share); the outputs then have stop - start rows."""
+    first, stop = rows if rows is not None else (0, n_users)
     seen_users = torch.tensor(seen["user"].to_numpy(np.int64))
     seen_items = torch.tensor(seen["item"].to_numpy(np.int64))
     order = torch.argsort(seen_users, stable=True)
     seen_users, seen_items = seen_users[order], seen_items[order]
     bounds = torch.searchsorted(seen_users, torch.arange(n_users + 1))
-    items_out = torch.empty(n_users, k, dtype=torch.long)
-    scores_out = torch.empty(n_users, k)
-    confidence_out = torch.empty(n_users, k)
-    for start in range(0, n_users, chunk):
-        users = torch.arange(start, min(start + chunk, n_users))
+    items_out = torch.empty(stop - first, k, dtype=torch.long)
+    scores_out = torch.empty(stop - first, k)
+    confidence_out = torch.empty(stop - first, k)
+    for start in range(first, stop, chunk):
+        users = torch.arange(start, min(start + chunk, stop))
         scores = scorer(users).float().clone()
         span = slice(int(bounds[start]), int(bounds[users[-1] + 1]))
         scores[(seen_users[span] - start).to(scores.device), seen_items[span].to(scores.device)] = float("-inf")
@@ -169,25 +182,28 @@ def top_k_rankings(scorer, seen: pd.DataFrame, n_users: int, n_items: int, k: in
         top_scores = scores.gather(1, top)
         confidence = (top_scores - torch.logsumexp(scores, dim=1, keepdim=True)).exp().nan_to_num(0.0)
         empty = torch.isinf(top_scores)
-        items_out[users] = top.masked_fill(empty, -1).cpu()
-        scores_out[users] = top_scores.cpu()
-        confidence_out[users] = confidence.masked_fill(empty, 0.0).cpu()
+        out_rows = users - first
+        items_out[out_rows] = top.masked_fill(empty, -1).cpu()
+        scores_out[out_rows] = top_scores.cpu()
+        confidence_out[out_rows] = confidence.masked_fill(empty, 0.0).cpu()
     return items_out, scores_out, confidence_out
 
 
-def nearest_items(item_vectors: torch.Tensor, knn: int, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each item's `knn` most cosine-similar other items: (indices, similarities) [n_items, knn]."""
+def nearest_items(item_vectors: torch.Tensor, knn: int, chunk: int = 1024,
+                  rows: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each item's `knn` most cosine-similar other items: (indices, similarities) [n_items, knn].
+    rows=(start, stop): only those items (a rank's share), as stop - start rows."""
     unit = F.normalize(item_vectors.float(), dim=-1)
-    n_items = len(unit)
-    indices = torch.empty(n_items, knn, dtype=torch.long)
-    similarity = torch.empty(n_items, knn)
-    for start in range(0, n_items, chunk):
-        rows = torch.arange(start, min(start + chunk, n_items), device=unit.device)
-        sims = unit[rows] @ unit.T
-        sims[torch.arange(len(rows)), rows] = float("-inf")  # an item is not its own neighbour
+    first, stop = rows if rows is not None else (0, len(unit))
+    indices = torch.empty(stop - first, knn, dtype=torch.long)
+    similarity = torch.empty(stop - first, knn)
+    for start in range(first, stop, chunk):
+        items = torch.arange(start, min(start + chunk, stop), device=unit.device)
+        sims = unit[items] @ unit.T
+        sims[torch.arange(len(items)), items] = float("-inf")  # an item is not its own neighbour
         top = rank_top_k(sims, knn)
-        indices[rows.cpu()] = top.cpu()
-        similarity[rows.cpu()] = sims.gather(1, top).cpu()
+        indices[(items - first).cpu()] = top.cpu()
+        similarity[(items - first).cpu()] = sims.gather(1, top).cpu()
     return indices, similarity
 
 
@@ -200,13 +216,19 @@ def permutation_importance(model: LMTeacher, split: Split, dataset: Dataset,
     Inputs: every user and item side-feature column ("user.age", "item.genres" ...), the whole
     item text embedding ("item.text"), and each text field of the template
     ("item.text.title" ...: that column shuffled, the texts re-rendered and re-encoded).
-    Positive: the model relies on the input; about zero: it does not."""
+    Positive: the model relies on the input; about zero: it does not.
+    Distributed: every rank draws every permutation (the same streams as one process) but
+    measures only the inputs i with i % world == rank; the values are then summed over ranks."""
     evaluator = Evaluator(split, ks=(10,))
     model.eval()
     model.set_history(history_for(split, "valid"))
+    rank, world = distributed.rank(), distributed.world_size()
 
     def ndcg() -> float:
         return evaluator.evaluate(model.score, "valid")[IMPORTANCE_METRIC]
+
+    def measured_here() -> bool:  # the next input (number len(out)) is this rank's
+        return len(out) % world == rank
 
     base = ndcg()
     generator = torch.Generator().manual_seed(seed)
@@ -215,21 +237,35 @@ def permutation_importance(model: LMTeacher, split: Split, dataset: Dataset,
         for name in table.names:
             buffer = getattr(table, f"column_{name}")
             permuted = buffer[torch.randperm(len(buffer), generator=generator).to(buffer.device)]
+            if not measured_here():
+                out[f"{side}.{name}"] = 0.0
+                continue
             with _replaced(table, f"column_{name}", permuted):
                 out[f"{side}.{name}"] = base - ndcg()
     text = model.text_embeddings
-    with _replaced(model, "text_embeddings", text[torch.randperm(len(text), generator=generator).to(text.device)]):
-        out["item.text"] = base - ndcg()
+    permuted = text[torch.randperm(len(text), generator=generator).to(text.device)]
+    if measured_here():
+        with _replaced(model, "text_embeddings", permuted):
+            out["item.text"] = base - ndcg()
+    else:
+        out["item.text"] = 0.0
     fields = _template_fields(model, dataset) if text_fields is None else list(text_fields)
     for name in fields:
         if name not in dataset.items.columns:
             raise DistillrecError(f"text field {name!r} is not a column of the item table; "
                                   f"available: {', '.join(map(str, dataset.items.columns))}")
+        if not measured_here():
+            out[f"item.text.{name}"] = 0.0
+            continue
         items = dataset.items.copy()
         rng = np.random.default_rng([seed, len(out)])
         items[name] = items[name].to_numpy()[rng.permutation(len(items))]
         with _replaced(model, "text_embeddings", model.item_text_embeddings(items)):
             out[f"item.text.{name}"] = base - ndcg()
+    if world > 1:  # each value was measured by one rank, 0.0 elsewhere: the sum is that value
+        names = list(out)
+        summed = distributed.all_reduce_sum(torch.tensor([out[n] for n in names], dtype=torch.float64))
+        out = dict(zip(names, summed.tolist()))
     return out
 
 
