@@ -241,7 +241,7 @@ def _target_models(target, split, target_text, source_model, teacher_items, para
     results = {"pop": {"seed": seed, "test": {k: pop["test"][k] for k in (METRIC, "recall@10")},
                        "valid": {METRIC: pop["valid"][METRIC]}}}
     results["mf"] = fit("mf", MatrixFactorization, MatrixFactorization.build(
-        target, split, seed=seed, **params.mf.params), params.mf.params, params.mf.train)}
+        target, split, seed=seed, **params.mf.params), params.mf.params, params.mf.train)
     for name, pretrained, kd in ((BASELINE, False, False), ("transfer (init)", True, False),
                                  ("transfer (init+kd)", True, True)):
         extra = SourceItemDistillation(teacher_items, tower_params.get("dim", 64), params.kd_weight) if kd else None
