@@ -222,8 +222,8 @@ class Engine:
             parts.append(self.item_vectors[recent].mean(axis=0))
         if not parts:
             raise RequestError("a new user needs attributes and/or recent_items (or give a known user_id)")
-        if len(parts) == 1 and not attributes:
-            return parts[0].astype(np.float32), recent  # MF fold-in: the plain mean
+        if len(parts) == 1:  # the tower's own vector, or the plain mean of the recent items
+            return parts[0].astype(np.float32), recent
         direction = sum(_normalise(p[None])[0] for p in parts)
         return (self.user_norm * _normalise(direction[None])[0]).astype(np.float32), recent
 
