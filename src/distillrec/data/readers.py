@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from distillrec.data.dataset import RawData
 from distillrec.data.tables import Table, read_parquet_table, read_text_table
@@ -407,3 +409,137 @@ def _table_file(directory: Path, stem: str) -> Path | None:
         if (directory / f"{stem}{suffix}").is_file():
             return directory / f"{stem}{suffix}"
     return None
+
+
+# --- streaming reads of large logs ---------------------------------------------------------
+
+#: rows decoded at a time by `stream_interactions`: memory holds one batch of Arrow columns
+#: plus the compact index arrays, never the whole file as Python strings.
+STREAM_BATCH_ROWS = 1 << 20
+
+
+def stream_interactions(path: str | Path, mapping: Mapping[str, str] | None = None, *,
+                        batch_rows: int = STREAM_BATCH_ROWS, name: str | None = None):
+    """A Dataset straight from a large Parquet interactions file, read in record batches.
+
+    `read_tables` + `build_dataset` turn every id into a Python string (about 100 bytes a
+    row); here each batch's ids become integer codes at once, so memory stays near 28 bytes
+    a row (user, item, timestamp int64; rating float32) plus one batch. The result follows
+    `build_dataset`'s conventions: ids sorted as strings give contiguous indices, duplicate
+    (user, item) rows keep the latest, rows sorted by (user, timestamp, item); no rating
+    threshold or k-core (use `build_dataset` for those). Side tables hold the ids only.
+    mapping: {user_id, item_id, rating, timestamp: column}; absent rating means 1.0,
+    absent timestamp means file order.
+    """
+    import pyarrow.parquet as pq
+
+    from distillrec.data.dataset import Dataset, fingerprint
+
+    path = _require_file(Path(path))
+    mapping = dict(mapping or {})
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(path, f"not a readable Parquet file ({exc})") from None
+    present = set(parquet.schema_arrow.names)
+    columns = {}
+    for field in INTERACTION_FIELDS:
+        column = mapping.get(field, field)
+        if column in present:
+            columns[field] = column
+        elif field in ("user_id", "item_id") or field in mapping:
+            raise DataError(path, f"no column {column!r}", field=field,
+                            expected="one of the file's columns: " + ", ".join(sorted(present)))
+    if parquet.metadata.num_rows == 0:
+        raise DataError(path, "no data rows", expected="at least one row")
+
+    users, items = _IdCodes(path, "user_id"), _IdCodes(path, "item_id")
+    ratings, times = [], []
+    offset = 0
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(dict.fromkeys(columns.values()))):
+        users.add(batch.column(columns["user_id"]), offset)
+        items.add(batch.column(columns["item_id"]), offset)
+        ratings.append(_stream_numbers(path, batch, columns.get("rating"), offset, np.float32, RATING_EXPECTED))
+        times.append(_stream_numbers(path, batch, columns.get("timestamp"), offset, np.int64, TIMESTAMP_EXPECTED))
+        offset += batch.num_rows
+    user_ids, user = users.indices()
+    item_ids, item = items.indices()
+    rating, timestamp = np.concatenate(ratings), np.concatenate(times)
+    del ratings, times
+
+    # Duplicates keep the latest: sort by (user, item, timestamp), keep each pair's last row.
+    order = np.lexsort((timestamp, item, user))
+    last = np.ones(len(order), dtype=bool)
+    sorted_users, sorted_items = user[order], item[order]
+    last[:-1] = (sorted_users[1:] != sorted_users[:-1]) | (sorted_items[1:] != sorted_items[:-1])
+    del sorted_users, sorted_items
+    keep = order[last]
+    keep = keep[np.lexsort((item[keep], timestamp[keep], user[keep]))]
+    interactions = pd.DataFrame({"user": user[keep], "item": item[keep], "rating": rating[keep],
+                                 "timestamp": timestamp[keep]})
+    items_table = pd.DataFrame({"item_id": item_ids})
+    users_table = pd.DataFrame({"user_id": user_ids})
+    info = {"rating_threshold": None, "k_core": 0, "duplicates": "last", "source": str(path),
+            "streamed": {"batch_rows": batch_rows, "rows_read": offset}}
+    return Dataset(name or path.stem, interactions, items_table, users_table,
+                   fingerprint(interactions, items_table, users_table), info)
+
+
+class _IdCodes:
+    """Ids seen batch by batch -> (sorted string ids, index per row), as `build_dataset` maps them.
+    Integer ids stay integers until the end; text ids are coded per batch by Arrow."""
+
+    def __init__(self, path: Path, field: str):
+        self.path, self.field = path, field
+        self.parts: list[np.ndarray] = []
+        self.vocabulary: dict[str, int] = {}  # text ids only: id -> code, in order of appearance
+        self.integer: bool | None = None
+
+    def add(self, values: pa.Array, offset: int) -> None:
+        if values.null_count:
+            row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+            raise DataError(self.path, "empty id", line=offset + row + 1, field=self.field,
+                            expected="a user/item id on every row")
+        integer = pa.types.is_integer(values.type)
+        if self.integer is not None and integer != self.integer:
+            raise DataError(self.path, f"id type changed to {values.type} at row {offset + 1}", field=self.field,
+                            expected="one id type in every row group")
+        self.integer = integer
+        if integer:
+            self.parts.append(values.to_numpy().astype(np.int64, copy=False))
+            return
+        encoded = pc.dictionary_encode(values.cast(pa.string()))
+        codes = np.fromiter((self.vocabulary.setdefault(text, len(self.vocabulary))
+                             for text in encoded.dictionary.to_pylist()), dtype=np.int64,
+                            count=len(encoded.dictionary))
+        self.parts.append(codes[encoded.indices.to_numpy(zero_copy_only=False)])
+
+    def indices(self) -> tuple[np.ndarray, np.ndarray]:
+        values = np.concatenate(self.parts)
+        self.parts = []
+        if self.integer:
+            unique, codes = np.unique(values, return_inverse=True)
+            texts = unique.astype(str)
+        else:
+            codes, texts = values, np.array(list(self.vocabulary), dtype=object).astype(str)
+        order = np.argsort(texts, kind="stable")  # ids sorted as strings, as build_dataset does
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return texts[order].astype(object), rank[codes]
+
+
+def _stream_numbers(path: Path, batch: pa.RecordBatch, column: str | None, offset: int, dtype,
+                    expected: str) -> np.ndarray:
+    if column is None:  # no rating: implicit feedback (1.0); no timestamp: file order
+        return (np.ones(batch.num_rows, dtype=dtype) if dtype == np.float32
+                else np.arange(offset, offset + batch.num_rows, dtype=dtype))
+    values = batch.column(column)
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)) or values.null_count:
+        bad = 0 if not values.null_count else int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(path, f"value of type {values.type} at row {offset + bad + 1}", line=offset + bad + 1,
+                        field=column, expected=expected)
+    numbers = values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+    if dtype == np.float32 and not np.isfinite(numbers).all():
+        row = int(np.flatnonzero(~np.isfinite(numbers))[0])
+        raise DataError(path, f"value {numbers[row]}", line=offset + row + 1, field=column, expected=expected)
+    return numbers
