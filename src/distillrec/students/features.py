@@ -174,8 +174,9 @@ def trained_id_masks(split) -> tuple[torch.Tensor, torch.Tensor]:
     interactions; only those get an ID embedding, everyone else is scored from features."""
     user_has_id = torch.zeros(split.n_users, dtype=torch.bool)
     item_has_id = torch.zeros(split.n_items, dtype=torch.bool)
-    user_has_id[torch.as_tensor(split.train["user"].to_numpy())] = True
-    item_has_id[torch.as_tensor(split.train["item"].to_numpy())] = True
+    # from_numpy of a copy: Parquet-backed columns are read-only arrays
+    user_has_id[torch.from_numpy(split.train["user"].to_numpy(copy=True))] = True
+    item_has_id[torch.from_numpy(split.train["item"].to_numpy(copy=True))] = True
     return user_has_id, item_has_id
 
 
