@@ -196,3 +196,15 @@ def test_out_of_range_split_indices_raise_data_error():
     broken = replace(SPLIT, valid=_frame([(0, 2), (1, 9)]))
     with pytest.raises(DataError, match="split part 'valid', field 'item': row 1: index 9 out of range"):
         evaluate(scorer, broken, "test", ks=(2,))
+
+
+def test_large_catalogs_are_scored_in_smaller_chunks_with_the_same_metrics(monkeypatch):
+    from distillrec.evaluation import evaluator as module
+
+    expected = Evaluator(SPLIT, ks=(1, 3)).evaluate(scorer, "test")
+    monkeypatch.setattr(module, "MAX_SCORE_CELLS", 2 * SPLIT.n_items)  # at most 2 users x 6 items
+    seen = []
+    capped = Evaluator(SPLIT, ks=(1, 3), batch_size=1024)
+    assert capped.batch_size == 2 and module.rows_per_chunk(1024, 10**9) == 1
+    assert capped.evaluate(lambda users: seen.append(len(users)) or scorer(users), "test") == expected
+    assert max(seen) == 2 and sum(seen) == expected["n_users"]

@@ -40,6 +40,16 @@ BEYOND_ACCURACY_METRICS = ("coverage", "diversity", "novelty")
 EVALUATED_PARTS = ("valid", "test")
 # What each part masks: everything the model may have seen before that part.
 HISTORY_PARTS = {"valid": ("train",), "test": ("train", "valid")}
+#: Most score cells (users x items) held at once: 16M floats, 64 MB, about 160 MB with the
+#: mask, copy and top-K beside them. Large catalogs get fewer users per chunk, never a bigger matrix.
+MAX_SCORE_CELLS = 1 << 24
+
+
+def rows_per_chunk(requested: int, n_columns: int, max_cells: int | None = None) -> int:
+    """Rows of a [rows, n_columns] score chunk: `requested`, fewer if that passes max_cells
+    (default MAX_SCORE_CELLS)."""
+    max_cells = MAX_SCORE_CELLS if max_cells is None else max_cells
+    return max(1, min(requested, max_cells // max(1, n_columns)))
 
 
 def rank_top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -151,7 +161,8 @@ class Evaluator:
 
     ks: cut-offs K; metrics: names from ACCURACY_METRICS and BEYOND_ACCURACY_METRICS
     ("diversity" needs item_features [n_items, d], e.g. genre multi-hot or embeddings);
-    batch_size: users scored at once (memory ~ batch_size x n_items floats);
+    batch_size: users scored at once (memory ~ batch_size x n_items floats; capped so that a
+        chunk stays within MAX_SCORE_CELLS);
     mask_history: remove the user's seen items from the ranking (see the module docstring).
     The scorer runs under torch.no_grad(); putting a model in eval mode and giving it its
     history (`Recommender.set_history`) is the caller's job, as the scorer is any callable.
@@ -166,7 +177,7 @@ class Evaluator:
         self.metrics = _check_metrics(metrics)
         if batch_size < 1:
             raise DistillrecError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
+        self.batch_size = rows_per_chunk(batch_size, split.n_items)
         self.item_features = None
         if item_features is not None:
             self.item_features = torch.as_tensor(np.asarray(item_features), dtype=torch.float32)

@@ -39,7 +39,7 @@ from distillrec import artifacts
 from distillrec.data.dataset import Dataset
 from distillrec.data.split import Split
 from distillrec.errors import ArtifactError, DistillrecError
-from distillrec.evaluation.evaluator import Evaluator, rank_top_k
+from distillrec.evaluation.evaluator import Evaluator, rank_top_k, rows_per_chunk
 from distillrec.teachers.models import LMTeacher
 from distillrec.train import distributed
 from distillrec.train.trainer import history_for
@@ -116,6 +116,7 @@ def extract_knowledge(model: LMTeacher, split: Split, dataset: Dataset, top_k: i
                               f"got top_k={top_k}, knn={knn}")
     if chunk < 1:
         raise DistillrecError(f"chunk must be >= 1, got {chunk}")
+    chunk = rows_per_chunk(chunk, split.n_items)  # no score matrix above the evaluator's cap
     model.eval()
     visible = history_for(split, "valid")
     model.set_history(visible)
