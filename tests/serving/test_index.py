@@ -49,3 +49,12 @@ def test_ivf_with_few_probes_loses_recall_that_the_measure_reports(bundles):
 def test_unknown_index_kind():
     with pytest.raises(DistillrecError, match="expected one of exact, hnsw, ivf"):
         build_index(np.zeros((3, 2), np.float32), "annoy")
+
+
+def test_the_one_query_path_equals_the_batched_path():
+    scores = np.random.default_rng(1).normal(size=(5, 300)).astype(np.float32)
+    scores[:, 7] = -np.inf
+    ids, best = top_k(scores, 12)
+    for row in range(len(scores)):
+        one_ids, one_best = top_k(scores[row:row + 1], 12)
+        assert one_ids[0].tolist() == ids[row].tolist() and one_best[0].tolist() == best[row].tolist()
