@@ -87,3 +87,20 @@ def test_a_bundle_whose_manifest_is_not_a_bundle_is_refused(bundles, tmp_path):
     artifacts.write_json(copy / "manifest.json", {**manifest, "kind": "train"})
     with pytest.raises(ArtifactError, match="expected kind 'bundle'"):
         load_bundle(copy)
+
+
+def test_cli_export_writes_a_loadable_bundle_and_reports_bad_input_in_one_line(pipeline_run, tmp_path, capsys):
+    from distillrec.cli import main
+
+    def run_cli(*args):
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(args))
+            raise SystemExit(0)
+        return exit_info.value.code
+
+    assert run_cli("export", str(pipeline_run), "--out", str(tmp_path / "b"), "--model", "mf") == 0
+    assert load_bundle(tmp_path / "b").model_name == "mf"
+    assert run_cli("export", str(pipeline_run), "--out", str(tmp_path / "c"), "--model", "nope") == 2
+    err = capsys.readouterr().err
+    assert "--model 'nope': not a student of" in " ".join(err.split()) and "Traceback" not in err
+    assert not (tmp_path / "c").exists()
