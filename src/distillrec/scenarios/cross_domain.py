@@ -56,7 +56,7 @@ class CrossDomainParams(StrictParams):
     two_tower: TrainParams = Field(default_factory=lambda: TrainParams(
         params={"dim": 64, "hidden": 128, "id_dropout": 0.5, "similarity": "cosine", "temperature": 0.1,
                 "rec_loss": "softmax"},
-        train={"epochs": 8, "lr": 0.003, "patience": 3, "num_threads": 1}))
+        train={"epochs": 40, "lr": 0.003, "patience": 3, "num_threads": 1}))
     # Two epochs over ML-1M: the source model is bounded to minutes on a busy 2-core machine.
     source_train: dict[str, Any] = Field(default_factory=lambda: {"epochs": 2, "lr": 0.003, "patience": 2,
                                                                   "num_threads": 1})
