@@ -153,10 +153,11 @@ class Trainer:
         step = self._step
         if distributed.is_distributed():
             # Buffers (text embeddings, history tables) are built identically on every rank:
-            # broadcasting them each step would only cost time. find_unused_parameters: a
-            # distillation term may leave some parameters out of a step.
+            # syncing them each step would only cost time. A trainable extra loss (distillation
+            # projectors, learned weights) may leave some parameters out of a step.
             step = DistributedDataParallel(step, device_ids=[self.device] if self.device.startswith("cuda") else None,
-                                           broadcast_buffers=False, find_unused_parameters=True)
+                                           forward_sync_buffers=False,
+                                           find_unused_parameters=isinstance(self.extra_loss, nn.Module))
         writes = self.run_dir is not None and distributed.is_main()
         # fused: one kernel for all parameters; several times faster than the default on CPU.
         optimizer = torch.optim.AdamW(self._trained.parameters(), lr=config.lr, weight_decay=config.weight_decay,
