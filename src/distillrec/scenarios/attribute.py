@@ -274,7 +274,7 @@ def list_genre_scores(model, split, labels: np.ndarray, users: np.ndarray, top_n
     scores = scorer(torch.as_tensor(users)).clone()
     mask = pd.DataFrame({"row": pd.Index(users).get_indexer(seen["user"]), "item": seen["item"]})
     mask = mask[mask["row"] >= 0]
-    scores[torch.as_tensor(mask["row"].to_numpy()), torch.as_tensor(mask["item"].to_numpy())] = -torch.inf
+    scores[torch.tensor(mask["row"].to_numpy()), torch.tensor(mask["item"].to_numpy())] = -torch.inf
     top = rank_top_k(scores, min(top_n, scores.shape[1])).numpy()
     discount = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
     return np.einsum("utg,t->ug", labels[top], discount)
