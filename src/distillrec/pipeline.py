@@ -21,7 +21,7 @@ ENTRY = "entry.json"  # the stage's row of the aggregate metrics.json
 
 
 def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True) -> dict:
-    from distillrec.data.splits import make_split
+    from distillrec.data.splits import make_seeded_split
 
     out = Path(out)
     started = time.perf_counter()
@@ -30,7 +30,7 @@ def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True
     say(f"[bold]data[/] {config.data.dataset} · split {config.split.name}")
     ds = experiment.load_dataset(config.data.dataset, mapping=config.data.mapping,
                                  rating_threshold=config.data.rating_threshold, k_core=config.data.k_core)
-    split = make_split(ds, config.split.name, seed=config.seed, **config.split.params)
+    split = make_seeded_split(ds, config.split.name, config.seed, **config.split.params)
     data_key = content_key(config.data.model_dump(mode="json"), config.split.model_dump(mode="json"),
                            config.seed, ds.fingerprint)
     base_config = {"dataset": config.data.dataset, "data": _data_options(config), "split": config.split.name,

@@ -10,7 +10,7 @@ import pytest
 
 from distillrec.data.dataset import Dataset, RawData, build_dataset
 from distillrec.data.split import COLUMNS, PARTS, Split
-from distillrec.data.splits import (cold_item_split, cold_user_split, leave_one_out, make_split,
+from distillrec.data.splits import (cold_item_split, cold_user_split, leave_one_out, make_seeded_split, make_split,
                                     part_sizes, random_split, temporal_split)
 from distillrec.errors import DistillrecError
 
@@ -296,3 +296,9 @@ def test_ml100k_splits_keep_their_invariants(ml100k, name, params):
         assert len(split.revealed) == 5 * len(split.cold_users)
     if name == "cold-item":
         assert_cold_items(split)
+
+
+def test_an_experiment_seed_reaches_only_the_seeded_protocols():
+    ds = users_with([5] * 10)
+    assert make_seeded_split(ds, "loo", 3).params == {}
+    assert make_seeded_split(ds, "random", 3).params["seed"] == 3

@@ -179,6 +179,14 @@ def make_split(ds: Dataset, name: str, **params) -> Split:
     return function(ds, **params)
 
 
+def make_seeded_split(ds: Dataset, name: str, seed: int, **params) -> Split:
+    """`make_split` with an experiment's seed, which deterministic protocols (loo, temporal)
+    do not take."""
+    if "seed" in inspect.signature(SPLITS.get(name)).parameters:
+        params = {"seed": seed, **params}
+    return make_split(ds, name, **params)
+
+
 # --------------------------------------------------------------------------- part sizes
 
 def part_sizes(n: np.ndarray, ratios: Ratios) -> np.ndarray:
