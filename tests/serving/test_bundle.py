@@ -12,10 +12,12 @@ from distillrec.errors import ArtifactError, DistillrecError
 from distillrec.serving.bundle import export_bundle, load_bundle, resolve_model_dir
 
 
-@pytest.mark.parametrize("name", ["mf", "two-tower"])
-def test_round_trip_scores_ids_and_manifest(pipeline_run, bundles, name):
+@pytest.mark.parametrize("name", ["mf", "two-tower", "content"])
+def test_round_trip_scores_ids_and_manifest(pipeline_run, content_run, bundles, name):
     bundle = load_bundle(bundles[name])
-    dataset, split, model, metrics = runs.load_run(pipeline_run / "students" / name)
+    run = content_run if name == "content" else pipeline_run / "students" / name
+    dataset, split, model, metrics = runs.load_run(run)
+    model.set_history(bundle.seen)  # serving pools every known interaction (content student)
     users = torch.arange(0, split.n_users, 97)
     with torch.no_grad():
         expected = model.score(users).numpy()

@@ -76,3 +76,28 @@ def test_unknown_ids_are_not_found(engines):
         engine.recommend("nobody")
     with pytest.raises(NotFound, match="'x1', 'x2'"):
         engine.recommend_new(recent_items=["50", "x1", "x2"])
+
+
+def test_content_student_new_items_from_title_and_new_users_from_profile_and_history(engines):
+    engine, model = engines["content"]
+    record = {"title": "Star Wars: The Return", "genres": ["Sci-Fi", "Action"], "year": 2025}
+    with torch.no_grad():
+        expected_item = model.encode_items([record])
+    n_catalog = engine.n_items
+    index = engine.add_item("sw-new", {"genres": record["genres"], "year": record["year"]}, title=record["title"])
+    expected_item = torch.nn.functional.normalize(expected_item, dim=-1)[0].numpy()  # cosine: unit items
+    np.testing.assert_allclose(engine.item_vectors[index], expected_item, atol=1e-5)
+    with pytest.raises(RequestError, match="give a non-empty title"):
+        engine.add_item("untitled", {"genres": ["Drama"]})
+    recent = ["50", "181"]
+    attributes = {"age": 40, "gender": "F"}
+    with torch.no_grad():
+        history = torch.tensor([[engine.item(i) for i in recent]])
+        user = model.encode_users(model.user_encoder.encode_records([attributes]), history)
+        user = (torch.nn.functional.normalize(user, dim=-1) / model.temperature)[0].numpy()
+    got = engine.recommend_new(attributes=attributes, recent_items=recent, k=3)
+    scores = engine.item_vectors[:n_catalog] @ user
+    scores[history[0].numpy()] = -np.inf
+    assert [r["item_id"] for r in got] == [engine.item_ids[i] for i in np.argsort(-scores, kind="stable")[:3]]
+    explanation = engine.explain("50", user_id="1", n=10)
+    assert {f["side"] for f in explanation["features"]} == {"user", "item"}

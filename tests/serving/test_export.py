@@ -40,3 +40,23 @@ def test_two_tower_towers_equal_pytorch(bundles, side):
     zeros = np.zeros(len(index), np.int64)
     np.testing.assert_allclose(tower(ids=zeros, has_id=zeros.astype(bool), **numpy_features), new, atol=TOLERANCE)
     assert np.abs(trained - new).max() > 1e-3  # the two paths differ, so the test can tell them apart
+
+
+@pytest.mark.parametrize("side", ["user", "item"])
+def test_content_student_towers_equal_pytorch(bundles, side):
+    bundle = load_bundle(bundles["content"])
+    model = bundle.load_model()
+    tower = OnnxTower(bundle.onnx_path(f"{side}_tower"), bundle.onnx_inputs(f"{side}_tower"))
+    index = torch.arange(0, len(model.user_has_id if side == "user" else model.item_has_id), 5)
+    with torch.no_grad():
+        if side == "user":
+            expected = model.user_vectors(index).numpy()
+            pooled = model._pool(model.item_vectors(), model.history[index], model.history[index] >= 0)
+            inputs = {"ids": index.numpy(), "has_id": model.user_has_id[index].numpy(), "content": pooled.numpy(),
+                      **{k: v.numpy() for k, v in model.user_table.rows(index).items()}}
+        else:
+            expected = model.item_vectors(index).numpy()
+            inputs = {"ids": index.numpy(), "has_id": model.item_has_id[index].numpy(),
+                      "title_tokens": model.title_tokens[index].numpy(),
+                      **{k: v.numpy() for k, v in model.item_table.rows(index).items()}}
+    np.testing.assert_allclose(tower(**inputs), expected, atol=TOLERANCE)

@@ -2,7 +2,7 @@
 
 Endpoints: GET /health; POST /recommend (known user, or a new user from attributes and/or
 recent items: "cold_start": true); GET /items/{id}/similar; POST /items (a new item from its
-attributes); POST /explain. FastAPI publishes the OpenAPI schema at /openapi.json (/docs).
+attributes, and its title for the content student); POST /explain. FastAPI publishes the OpenAPI schema at /openapi.json (/docs).
 
 Every client mistake is a 4xx whose "detail" says what was wrong: unknown user or item (404),
 a field out of range or of the wrong type (422), malformed JSON (400), a missing or wrong API
@@ -55,7 +55,8 @@ class ExplainRequest(NewUser):
 
 class NewItem(_Strict):
     item_id: Id
-    title: Optional[str] = Field(None, max_length=1000)
+    title: Optional[str] = Field(None, max_length=1000,
+                                 description="Shown in results; the content student also encodes it (required there).")
     attributes: dict[str, Attribute] = Field(
         default_factory=dict, description="Item features, e.g. {\"genres\": [\"Comedy\"], \"year\": 2024}.")
 

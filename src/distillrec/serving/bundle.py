@@ -6,12 +6,14 @@ BUNDLE/
                            config, versions, data fingerprint, source run, ONNX inputs, sha256 of every file
   model/model.json, model/weights.safetensors   the student, loadable in PyTorch
   vectors.safetensors      serving vectors: "user" [n_users, d], "item" [n_items, d];
-                           score(user, item) = user · item, equal to the model's score
+                           score(user, item) = user · item, equal to the model's score;
+                           content student: also "item_raw", the item tower's output that
+                           its user tower pools over a history
   ids/users.parquet, ids/items.parquet          index -> id as in the source data
   items.parquet            item metadata to serve (title, year, genres where the data has them)
   users.parquet            user attributes (the features the two-tower student reads)
   seen.parquet             every (user, item) of the run's data: what `exclude_seen` hides
-  encoders.json            two-tower only: fitted feature vocabularies and buckets
+  encoders.json            two-tower and content: fitted feature vocabularies and buckets
   onnx/user_tower.onnx, onnx/item_tower.onnx    the scoring towers (see serving/export.py)
 ```
 
@@ -33,7 +35,8 @@ from distillrec.errors import ArtifactError, DistillrecError
 
 KIND = "bundle"
 FORMAT = 1
-SUPPORTED = ("mf", "two-tower")
+SUPPORTED = ("mf", "two-tower", "content")
+FEATURE_MODELS = ("two-tower", "content")  # students with attribute towers (and encoders.json)
 SELECT_METRIC = "ndcg@10"  # picks the default model of a `distillrec run` output, on validation
 _ITEM_COLUMNS = ("title", "year", "genres")
 
@@ -49,7 +52,8 @@ class Bundle:
     items: pd.DataFrame           # item_id + metadata, index order
     users: pd.DataFrame           # user_id + attributes, index order
     seen: pd.DataFrame            # user, item (indices)
-    encoders: dict | None         # {"user": FeatureEncoder dict, "item": ...} (two-tower)
+    encoders: dict | None         # {"user": FeatureEncoder dict, "item": ...} (two-tower, content)
+    item_raw: np.ndarray | None = None  # content student: item tower outputs its user tower pools
 
     @property
     def model_name(self) -> str:
@@ -73,17 +77,18 @@ class Bundle:
             model = registered_model("mf")(n_users, len(tensors["item_embedding.weight"]), dim=dim)
         else:
             params = {k: v for k, v in spec["params"].items() if k not in ("user_columns", "item_columns")}
-            content = tensors.get("content")
-            model = registered_model("two-tower")(
+            extra = ({"title_tokens": tensors["title_tokens"]} if spec["name"] == "content"
+                     else {"content": tensors.get("content")})
+            model = registered_model(spec["name"])(
                 user_encoder=FeatureEncoder.from_dict(self.encoders["user"]),
                 item_encoder=FeatureEncoder.from_dict(self.encoders["item"]),
                 user_features={k[len("user_table.column_"):]: v for k, v in tensors.items()
                                if k.startswith("user_table.column_")},
                 item_features={k[len("item_table.column_"):]: v for k, v in tensors.items()
                                if k.startswith("item_table.column_")},
-                user_has_id=tensors["user_has_id"], item_has_id=tensors["item_has_id"],
-                content=content, **params)
+                user_has_id=tensors["user_has_id"], item_has_id=tensors["item_has_id"], **extra, **params)
         model.load_state_dict(tensors)
+        model.set_history(self.seen)  # what the exported vectors saw (history-pooling models)
         return model.eval()
 
 
@@ -141,12 +146,17 @@ def export_bundle(run: str | Path, out: str | Path, *, model: str | None = None)
                               f"bundles serve {' and '.join(SUPPORTED)} students")
     dataset, split, student, metrics = runs.load_run(model_dir)
     entry = metrics["models"].get(name) or next(iter(metrics["models"].values()))
+    seen = _seen(split)
+    student.set_history(seen)  # serving knows every interaction of the run (history models pool them)
     with torch.no_grad():
         vectors = {k: v.detach().float() for k, v in student.representations().items()}
+    raw_items = vectors["item"]
     similarity = getattr(student, "similarity", "dot")
     if similarity == "cosine":  # serving space: the dot product of these equals model.score
         vectors = {"user": torch.nn.functional.normalize(vectors["user"], dim=-1) / student.temperature,
                    "item": torch.nn.functional.normalize(vectors["item"], dim=-1)}
+    if spec["name"] == "content":
+        vectors["item_raw"] = raw_items
     if out.exists():
         out.rmdir()  # an empty directory the user made: the atomic rename needs the name free
     with artifacts.atomic_directory(out) as tmp:
@@ -155,12 +165,16 @@ def export_bundle(run: str | Path, out: str | Path, *, model: str | None = None)
         runs.write_id_maps(tmp, dataset)
         artifacts.write_parquet(tmp / "items.parquet", _item_table(dataset.items))
         artifacts.write_parquet(tmp / "users.parquet", _user_table(dataset.users))
-        artifacts.write_parquet(tmp / "seen.parquet", _seen(split))
+        artifacts.write_parquet(tmp / "seen.parquet", seen)
         extra = {}
-        if spec["name"] == "two-tower":
+        if spec["name"] in FEATURE_MODELS:
             artifacts.write_json(tmp / "encoders.json", {"user": student.user_encoder.to_dict(),
                                                          "item": student.item_encoder.to_dict()})
+        if spec["name"] == "two-tower":
             extra = {"content_dim": None if student.content is None else int(student.content.shape[1])}
+        if spec["name"] == "content":
+            extra = {"buckets": student.buckets, "max_history": student.max_history,
+                     "uses_history": bool(student.uses_history)}
         onnx_inputs = export_towers(student, spec["name"], tmp / "onnx")
         artifacts.write_manifest(tmp, kind=KIND, extra={
             "format": FORMAT,
@@ -193,6 +207,7 @@ def load_bundle(path: str | Path) -> Bundle:
                   user_ids=artifacts.read_parquet(path / "ids" / "users.parquet")["user_id"].to_numpy(),
                   item_ids=artifacts.read_parquet(path / "ids" / "items.parquet")["item_id"].to_numpy(),
                   user_vectors=tensors["user"].numpy(), item_vectors=tensors["item"].numpy(),
+                  item_raw=tensors["item_raw"].numpy() if "item_raw" in tensors else None,
                   items=artifacts.read_parquet(path / "items.parquet"),
                   users=artifacts.read_parquet(path / "users.parquet"),
                   seen=artifacts.read_parquet(path / "seen.parquet"), encoders=encoders)
@@ -214,6 +229,8 @@ def _user_table(users: pd.DataFrame) -> pd.DataFrame:
 
 
 def _seen(split) -> pd.DataFrame:
+    """Every (user, item, timestamp) of the run, once: what serving excludes and pools."""
     frames = [split.train, split.valid, split.test, split.revealed]
-    seen = pd.concat([f[["user", "item"]] for f in frames if len(f)], ignore_index=True)
-    return seen.drop_duplicates().sort_values(["user", "item"]).reset_index(drop=True).astype(np.int64)
+    seen = pd.concat([f[["user", "item", "timestamp"]] for f in frames if len(f)], ignore_index=True)
+    seen = seen.drop_duplicates(["user", "item"]).sort_values(["user", "item"]).reset_index(drop=True)
+    return seen.astype(np.int64)

@@ -6,8 +6,10 @@ The public face follows implicit's four verbs: `recommend` (a known user), `reco
 
 New users: MF folds in the mean of the recent items' vectors; the two-tower student encodes
 the attributes with its user tower (ONNX), and with recent items as well takes the direction
-halfway between the two (each normalised, so neither dominates by scale). New items go through
-the two-tower item tower from their attributes; no language model is needed.
+halfway between the two (each normalised, so neither dominates by scale); the content student's
+user tower takes both itself (attributes + the pooled recent items, as in training). New items
+go through the item tower (ONNX) from their attributes, and for the content student from their
+title as well (hashed n-grams); no language model is needed.
 
 Errors a client causes are `RequestError`s carrying an HTTP status; the app maps them.
 """
@@ -46,7 +48,10 @@ class Engine:
                  users: pd.DataFrame | None = None, user_tower=None, item_tower=None, encoders: dict | None = None,
                  user_has_id: np.ndarray | None = None, item_has_id: np.ndarray | None = None,
                  similarity: str = "dot", temperature: float | None = None, content_dim: int | None = None,
+                 titles: Mapping[str, Any] | None = None,
                  index: str = "exact", index_params: Mapping[str, Any] | None = None):
+        """titles: the content student's parts, {"buckets", "max_history", "uses_history",
+        "item_raw" [n_items, d] (what its user tower pools), "title_tokens" [n_items, W]}."""
         self.model_name, self.similarity, self.temperature = model_name, similarity, temperature
         self.user_ids = [str(u) for u in user_ids]
         self.item_ids = [str(i) for i in item_ids]
@@ -55,6 +60,10 @@ class Engine:
         self.user_vectors = np.ascontiguousarray(user_vectors, dtype=np.float32)
         self.item_vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
         self.seen = _per_user(seen, len(self.user_ids))
+        self.titles_model = dict(titles) if titles is not None else None
+        if self.titles_model is not None:  # per-user items by time: the content student pools the latest
+            self.recent = _per_user(seen, len(self.user_ids), by="timestamp")
+            self.item_tokens = [row[row > 0] for row in np.asarray(self.titles_model.pop("title_tokens"))]
         items = items if items is not None else pd.DataFrame({"item_id": self.item_ids})
         self.titles = list(items["title"].astype(object).where(items["title"].notna(), None)) \
             if "title" in items else [None] * len(self.item_ids)
@@ -83,19 +92,23 @@ class Engine:
 
         model = bundle.manifest["model"]
         towers = {g: OnnxTower(bundle.onnx_path(g), bundle.onnx_inputs(g)) for g in ("user_tower", "item_tower")}
-        two_tower = model["name"] == "two-tower"
-        masks = {}
-        if two_tower:
+        featured = model["name"] in ("two-tower", "content")
+        extra = {}
+        if featured:
             from distillrec import artifacts
 
             weights = artifacts.read_tensors(bundle.path / "model" / "weights.safetensors")
-            masks = {"user_has_id": weights["user_has_id"].numpy(), "item_has_id": weights["item_has_id"].numpy()}
-        return cls(**masks, model_name=model.get("label", model["name"]), user_ids=bundle.user_ids, item_ids=bundle.item_ids,
-                   user_vectors=bundle.user_vectors, item_vectors=bundle.item_vectors, seen=bundle.seen,
-                   items=bundle.items, users=bundle.users,
-                   user_tower=towers["user_tower"] if two_tower else None,
-                   item_tower=towers["item_tower"] if two_tower else None,
-                   encoders=bundle.encoders if two_tower else None, similarity=model.get("similarity", "dot"),
+            extra = {"user_has_id": weights["user_has_id"].numpy(), "item_has_id": weights["item_has_id"].numpy()}
+            if model["name"] == "content":
+                extra["titles"] = {"buckets": model["buckets"], "max_history": model["max_history"],
+                                   "uses_history": model["uses_history"], "item_raw": bundle.item_raw,
+                                   "title_tokens": weights["title_tokens"].numpy()}
+        return cls(**extra, model_name=model.get("label", model["name"]), user_ids=bundle.user_ids,
+                   item_ids=bundle.item_ids, user_vectors=bundle.user_vectors, item_vectors=bundle.item_vectors,
+                   seen=bundle.seen, items=bundle.items, users=bundle.users,
+                   user_tower=towers["user_tower"] if featured else None,
+                   item_tower=towers["item_tower"] if featured else None,
+                   encoders=bundle.encoders if featured else None, similarity=model.get("similarity", "dot"),
                    temperature=model.get("temperature"), content_dim=model.get("content_dim"),
                    index=index, index_params=index_params)
 
@@ -152,13 +165,25 @@ class Engine:
             raise Conflict(f"item_id {item_id!r} already exists")
         if self.item_tower is None:
             raise RequestError(f"the {self.model_name} model has no item feature tower: it cannot encode new "
-                               "items (export a two-tower student to add items)")
+                               "items (export a two-tower or content student to add items)")
         if self.content_dim:
             raise RequestError("this two-tower student's item tower needs a content vector (language-model "
                                "text embedding) for new items; serve a student without a content slot")
         features = self._encode(self.item_encoder, attributes, "attributes")
-        raw = self.item_tower(ids=np.zeros(1, np.int64), has_id=np.zeros(1, bool), **features)
+        inputs = {"ids": np.zeros(1, np.int64), "has_id": np.zeros(1, bool), **features}
+        if self.titles_model is not None:
+            if not isinstance(title, str) or not title.strip():
+                raise RequestError(f"title: the {self.model_name} model encodes new items from their title; "
+                                   "give a non-empty title")
+            from distillrec.students.content import hash_titles
+
+            tokens = hash_titles([title], self.titles_model["buckets"]).numpy()
+            inputs["title_tokens"] = tokens
+        raw = self.item_tower(**inputs)
         vector = self._serving(raw, side="item")
+        if self.titles_model is not None:
+            self.titles_model["item_raw"] = np.concatenate([self.titles_model["item_raw"], np.asarray(raw, np.float32)])
+            self.item_tokens.append(tokens[0])
         self.index.add(vector)
         self.unit.add(_normalise(vector))
         self.item_vectors = np.concatenate([self.item_vectors, vector])
@@ -178,14 +203,14 @@ class Engine:
         if user_id is not None:
             user = self.user(user_id)
             vector, history = self.user_vectors[user], self.seen[user]
-            user_features = None if self.user_features is None else \
-                {k: v[user:user + 1] for k, v in self.user_features.items()}
-            user_ids_part = _id_inputs(user, self.user_has_id)
+            user_inputs = None if self.user_features is None else {
+                **_id_inputs(user, self.user_has_id), **{k: v[user:user + 1] for k, v in self.user_features.items()},
+                **self._pooled(self.recent[user] if self.titles_model is not None else ())}
         else:
             vector, history = self.new_user_vector(attributes, recent_items)
-            user_features = None if self.user_tower is None or not attributes else \
-                self._encode(self.user_encoder, attributes, "attributes")
-            user_ids_part = (np.zeros(1, np.int64), np.zeros(1, bool))
+            user_inputs = None if self.user_tower is None or not attributes else {
+                "ids": np.zeros(1, np.int64), "has_id": np.zeros(1, bool),
+                **self._encode(self.user_encoder, attributes, "attributes"), **self._pooled(history)}
         score = float(vector @ self.item_vectors[item])
         similarity = self.unit.vectors[history] @ self.unit.vectors[item] if len(history) else np.empty(0)
         order = np.lexsort((history, -similarity))[:n]
@@ -193,14 +218,18 @@ class Engine:
                        "history": [{"item_id": self.item_ids[history[j]], "title": self.titles[history[j]],
                                     "similarity": float(similarity[j])} for j in order],
                        "features": []}
-        if self.user_tower is not None and user_features is not None:
+        if self.user_tower is not None and user_inputs is not None:
             explanation["features"] += self._feature_effects(
-                "user", self.user_encoder, user_features, user_ids_part,
+                "user", self.user_encoder, user_inputs,
                 lambda raw: float(self._serving(raw, "user")[0] @ self.item_vectors[item]), score)
         if self.item_tower is not None:
-            features = {k: v[item:item + 1] for k, v in self.item_features.items()}
+            item_inputs = {**_id_inputs(item, self.item_has_id),
+                           **{k: v[item:item + 1] for k, v in self.item_features.items()}}
+            if self.titles_model is not None:
+                item_inputs["title_tokens"] = self.item_tokens[item][None] if len(self.item_tokens[item]) \
+                    else np.zeros((1, 1), np.int64)
             explanation["features"] += self._feature_effects(
-                "item", self.item_encoder, features, _id_inputs(item, self.item_has_id),
+                "item", self.item_encoder, item_inputs,
                 lambda raw: float(vector @ self._serving(raw, "item")[0]), score)
         explanation["features"].sort(key=lambda f: -abs(f["contribution"]))
         explanation["features"] = explanation["features"][:n]
@@ -210,6 +239,8 @@ class Engine:
 
     def new_user_vector(self, attributes: Mapping[str, Any] | None, recent_items: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         recent = self.items(recent_items) if recent_items else np.empty(0, np.int64)
+        if self.titles_model is not None:
+            return self._content_user(attributes, recent), recent
         parts = []
         if attributes:
             if self.user_tower is None:
@@ -226,6 +257,24 @@ class Engine:
             return parts[0].astype(np.float32), recent
         direction = sum(_normalise(p[None])[0] for p in parts)
         return (self.user_norm * _normalise(direction[None])[0]).astype(np.float32), recent
+
+    def _content_user(self, attributes: Mapping[str, Any] | None, recent: np.ndarray) -> np.ndarray:
+        """The content student's own new-user path: profile features plus the pooled recent items."""
+        if not attributes and not len(recent):
+            raise RequestError("a new user needs attributes and/or recent_items (or give a known user_id)")
+        features = self._encode(self.user_encoder, attributes or {}, "attributes")
+        raw = self.user_tower(ids=np.zeros(1, np.int64), has_id=np.zeros(1, bool), **features, **self._pooled(recent))
+        return self._serving(raw, "user")[0]
+
+    def _pooled(self, items: Sequence[int]) -> dict[str, np.ndarray]:
+        """{"content": mean raw vector of the latest max_history items} for the content
+        student's user tower; {} for every other model (their user towers pool nothing)."""
+        if self.titles_model is None or not self.titles_model["uses_history"]:
+            return {}
+        items = np.asarray(items, np.int64)[-self.titles_model["max_history"]:]
+        raw = self.titles_model["item_raw"]
+        pooled = raw[items].mean(axis=0) if len(items) else np.zeros(raw.shape[1], np.float32)
+        return {"content": pooled[None].astype(np.float32)}
 
     def _search(self, vector: np.ndarray, k: int, exclude: np.ndarray) -> list[dict]:
         ids, scores = self.index.search(vector, k, [exclude])
@@ -252,24 +301,25 @@ class Engine:
         unit = _normalise(raw)
         return unit / self.temperature if side == "user" else unit
 
-    def _feature_effects(self, side, encoder, features, ids_part, score_of, score) -> list[dict]:
+    def _feature_effects(self, side, encoder, inputs, score_of, score) -> list[dict]:
+        """Each attribute's effect: the score minus the score with that attribute unknown
+        (the tower's other inputs, IDs and pooled history included, unchanged)."""
         tower = self.user_tower if side == "user" else self.item_tower
         effects = []
         for name in encoder.names:
-            if not np.any(features[name]):
+            if not np.any(inputs[name]):
                 continue  # already unknown: it contributes nothing
-            occluded = {**features, name: np.zeros_like(features[name])}
-            raw = tower(ids=ids_part[0], has_id=ids_part[1], **occluded)
-            effects.append({"side": side, "name": name, "value": _feature_value(encoder, name, features[name][0]),
+            raw = tower(**{**inputs, name: np.zeros_like(inputs[name])})
+            effects.append({"side": side, "name": name, "value": _feature_value(encoder, name, inputs[name][0]),
                             "contribution": score - score_of(raw)})
         return effects
 
 
-def _id_inputs(index: int, has_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, has_id) tower inputs for one entity; an untrained (or added) one passes ID 0,
+def _id_inputs(index: int, has_id: np.ndarray) -> dict[str, np.ndarray]:
+    """{"ids", "has_id"} tower inputs for one entity; an untrained (or added) one passes ID 0,
     which the tower multiplies by zero, since its own index has no row in the ID table."""
     trained = bool(has_id[index])
-    return np.asarray([index if trained else 0], np.int64), np.asarray([trained])
+    return {"ids": np.asarray([index if trained else 0], np.int64), "has_id": np.asarray([trained])}
 
 
 def _feature_value(encoder, name: str, index) -> Any:
@@ -285,8 +335,9 @@ def _feature_value(encoder, name: str, index) -> Any:
     return values if column.kind == "multi" else (values[0] if values else None)
 
 
-def _per_user(seen: pd.DataFrame, n_users: int) -> list[np.ndarray]:
-    seen = seen.sort_values(["user", "item"])
+def _per_user(seen: pd.DataFrame, n_users: int, by: str = "item") -> list[np.ndarray]:
+    """Each user's items, ordered by item index or (by="timestamp") oldest first."""
+    seen = seen.sort_values(["user", by, "item"] if by != "item" else ["user", "item"], kind="stable")
     users = seen["user"].to_numpy(np.int64)
     items = seen["item"].to_numpy(np.int64)
     bounds = np.searchsorted(users, np.arange(n_users + 1))

@@ -5,6 +5,8 @@ MF: `user_tower` and `item_tower` are the embedding lookups (index -> vector).
 Two-tower: `user_tower` / `item_tower` take the ID, whether that ID was trained, and the
 feature index tensors (plus content rows when the item tower has a content slot) and give the
 tower's output vector; a new user or item passes has_id = false and its features only.
+Content student: the same, plus the hashed title n-grams (`title_tokens`, item tower) and the
+pooled history vector (`content`: mean of the history items' raw vectors, user tower).
 Each graph's input names, in order, are recorded in the bundle manifest.
 """
 
@@ -62,6 +64,17 @@ class _TowerGraph(nn.Module):
         return self.tower(features, content, ids=ids, has_id=has_id)
 
 
+class _TitleTowerGraph(_TowerGraph):
+    """The content student's item tower: hashed title n-grams -> mean bag -> the content slot."""
+
+    def __init__(self, tower, feature_names: list[str], text: nn.EmbeddingBag):
+        super().__init__(tower, feature_names, has_content=True)
+        self.text = _MeanBag(text.weight)
+
+    def forward(self, ids, has_id, *rest):
+        return super().forward(ids, has_id, *rest[:-1], self.text(rest[-1]))
+
+
 def tower_graphs(model, name: str) -> dict[str, tuple[nn.Module, dict[str, torch.Tensor]]]:
     """{graph name: (module, example inputs by input name)} for a supported student."""
     if name == "mf":
@@ -78,7 +91,16 @@ def tower_graphs(model, name: str) -> dict[str, tuple[nn.Module, dict[str, torch
             item_inputs["content"] = model.content[items]
         return {"user_tower": (_TowerGraph(model.user_tower, model.user_table.names, False), user_inputs),
                 "item_tower": (_TowerGraph(model.item_tower, model.item_table.names, has_content), item_inputs)}
-    raise DistillrecError(f"ONNX export supports the mf and two-tower students, not {name!r}")
+    if name == "content":
+        users, items = torch.tensor([0, 1]), torch.tensor([0, 1])
+        user_inputs = {"ids": users, "has_id": model.user_has_id[users], **model.user_table.rows(users)}
+        if model.uses_history:
+            user_inputs["content"] = torch.zeros(2, model.user_tower.content.in_features)
+        item_inputs = {"ids": items, "has_id": model.item_has_id[items], **model.item_table.rows(items),
+                       "title_tokens": model.title_tokens[items]}
+        return {"user_tower": (_TowerGraph(model.user_tower, model.user_table.names, model.uses_history), user_inputs),
+                "item_tower": (_TitleTowerGraph(model.item_tower, model.item_table.names, model.text), item_inputs)}
+    raise DistillrecError(f"ONNX export supports the mf, two-tower and content students, not {name!r}")
 
 
 def export_towers(model, name: str, directory: Path) -> dict[str, list[str]]:
@@ -89,7 +111,8 @@ def export_towers(model, name: str, directory: Path) -> dict[str, list[str]]:
     for graph, (module, example) in tower_graphs(model, name).items():
         names = list(example)
         # Batch (and the multi-valued features' width) vary at serving time.
-        axes = {n: {0: "batch", **({1: "width"} if t.dim() == 2 and n != "content" else {})} for n, t in example.items()}
+        axes = {n: {0: "batch", **({1: f"{n}_width"} if t.dim() == 2 and n != "content" else {})}
+                for n, t in example.items()}
         axes["vector"] = {0: "batch"}
         with warnings.catch_warnings(), torch.no_grad():
             # The TorchScript exporter: the dynamo one needs onnxscript, which nothing else uses.
