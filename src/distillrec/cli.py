@@ -377,7 +377,8 @@ def serve_cmd(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="DISTILLREC_API_KEY",
                                           help="Require Authorization: Bearer KEY (or set DISTILLREC_API_KEY)."),
     index: str = typer.Option("exact", "--index", help="Top-K search: exact | hnsw | ivf."),
-    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
+    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes (items added with POST /items "
+                                "stay in the worker that received them)."),
 ):
     """Serve recommendations over HTTP (FastAPI + uvicorn); OpenAPI schema at /docs."""
     from distillrec.serving.app import serve

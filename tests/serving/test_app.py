@@ -82,3 +82,14 @@ def test_bad_requests_get_a_clear_4xx(service, method, path, kwargs, status, mes
     response = getattr(service, method)(path, **kwargs)
     assert response.status_code == status, response.text
     assert message in response.json()["detail"]
+
+
+def test_a_streamed_body_over_the_limit_is_refused_and_the_service_goes_on(service):
+    def chunks():  # no Content-Length: httpx sends it chunked, so the limit is enforced while reading
+        yield b'{"user_id": "1", "recent_items": ['
+        for _ in range(2000):
+            yield b'"' + b"x" * 100 + b'",'
+        yield b'"1"]}'
+    response = service.post("/recommend", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 413 and "limit" in response.json()["detail"]
+    assert service.post("/recommend", json={"user_id": "1", "k": 2}, headers=AUTH).status_code == 200

@@ -8,7 +8,9 @@ Every client mistake is a 4xx whose "detail" says what was wrong: unknown user o
 a field out of range or of the wrong type (422), malformed JSON (400), a missing or wrong API
 key (401), a body over the size limit (413). Handlers are `async` and run on the event loop:
 each is a fraction of a millisecond of numpy work, cheaper than a thread hand-off, and one loop
-also serialises `POST /items` against reads without locks.
+also serialises `POST /items` against reads without locks. Added items live in memory, in the
+process that received them: with `--workers N` each worker has its own catalog, so add items
+through a single-worker service (or export a new bundle) when every request must see them.
 """
 
 from __future__ import annotations
@@ -122,25 +124,28 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
+        if length is not None and length.isdigit() and int(length) > self.limit:
             return await _too_large(send, self.limit)
-        seen = 0
+        # A streamed (chunked) body: count while reading; past the limit answer 413 at once and
+        # tell the app the client left, dropping whatever it still tries to send.
+        seen, refused = 0, False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise _TooLarge
+                refused = True
+                await _too_large(send, self.limit)
+                return {"type": "http.disconnect"}
             return message
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await _too_large(send, self.limit)
 
-
-class _TooLarge(Exception):
-    pass
+        async def guarded_send(message):
+            if not refused:
+                await send(message)
+        await self.app(scope, limited_receive, guarded_send)
 
 
 async def _too_large(send, limit: int) -> None:
