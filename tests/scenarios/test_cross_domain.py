@@ -118,6 +118,11 @@ def test_tiny_end_to_end_run(domains, tmp_path):
         assert 0 <= row["ndcg@10"] <= 1 and row["ndcg@10 std"] >= 0
         if model == "two-tower (target)":
             assert row["lift"] == pytest.approx(0.0)
+        own = max(rows[(fraction, m)]["ndcg@10"] for m in ("pop", "mf", "two-tower (target)"))
+        if model.startswith("transfer"):
+            assert row["lift vs best target-only"] == pytest.approx(row["ndcg@10"] / own - 1)
+        else:
+            assert row["lift vs best target-only"] is None
     assert result.details["matched_titles"] == 6
     runs = {(r["train_fraction"], r["model"]): r["runs"] for r in result.details["per_seed"]}
     assert [r["seed"] for r in runs[(0.3, "mf")]] == [3]
