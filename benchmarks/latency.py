@@ -1,0 +1,115 @@
+"""Student versus teacher: full-catalog scoring latency per user, same batch sizes, one thread.
+
+Two columns per batch size: `score` as evaluation calls it (the teacher and the two-tower
+recompute their item tower on every call), and `served` with the item vectors computed once,
+as a bundle serves them (MF and SASRec look item vectors up in a table either way).
+Each model is built at its benchmark size on the dataset (the teacher as in BENCHMARKS.md:
+dim 128, attention over up to 100 history items, the item-item term; its language-model text
+embeddings are precomputed, as when serving known items). Scoring cost does not depend on the
+weights' values, so the models are not trained here. Measurements are interleaved (every model
+once per round, several rounds) so machine noise hits all models alike; medians are reported.
+
+    .venv/bin/python benchmarks/latency.py --dataset ml-1m --rounds 5 --out benchmarks/out/latency-ml1m.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+from distillrec.evaluation.efficiency import scoring_latency_ms
+from distillrec.experiment import prepare, registered_model
+from distillrec.train.trainer import history_for
+
+TEACHER = {"dim": 128, "hidden": 256, "heads": 2, "max_history": 100, "item_item": True, "temperature": 0.1}
+MODELS = {  # name -> (registered model, split, params)
+    "lm-teacher": ("lm-teacher", "random", TEACHER),
+    "mf (dim 64)": ("mf", "random", {"dim": 64}),
+    "mf (dim 16)": ("mf", "random", {"dim": 16}),
+    "two-tower (dim 64)": ("two-tower", "random", {"dim": 64}),
+    "sasrec (dim 64)": ("sasrec", "loo", {"dim": 64}),
+    "lm-teacher (loo)": ("lm-teacher", "loo", TEACHER),
+}
+
+
+class Served(torch.nn.Module):
+    """The model with its item side precomputed: only the user side runs per request."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        if hasattr(model, "text_embeddings"):        # LMTeacher: attention over history + item-item term
+            items = model.item_vectors(model._current_text())
+            self.score = lambda users: model._scores(users, items)
+        elif hasattr(model, "similarity_scores"):    # two-tower
+            items = model.item_vectors()
+            self.score = lambda users: model.similarity_scores(model.user_vectors(users), items)
+        else:                                         # MF, SASRec: item vectors are a table already
+            self.score = model.score
+
+
+def build_models(dataset: str) -> dict:
+    splits, models = {}, {}
+    for name, (model_name, split_name, params) in MODELS.items():
+        if split_name not in splits:
+            splits[split_name] = prepare(dataset, split_name, 0)
+        ds, split = splits[split_name]
+        model = registered_model(model_name).build(ds, split, **params)
+        model.set_history(history_for(split, "test"))
+        model.eval()
+        with torch.no_grad():
+            models[name] = (model, split, Served(model))
+    return models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="ml-1m")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 256])
+    parser.add_argument("--max-users", type=int, default=512)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    models = build_models(args.dataset)
+    ways = ("score", "served")
+    samples = {(name, b, w): [] for name in models for b in args.batch_sizes for w in ways}
+    for _ in range(args.rounds):
+        for batch in args.batch_sizes:
+            for name, (model, split, served) in models.items():
+                users = min(split.n_users, args.max_users if batch > 1 else 64)
+                for way, scorer in zip(ways, (model, served)):
+                    samples[name, batch, way].append(scoring_latency_ms(scorer, users, batch_size=batch, repeats=1,
+                                                                        max_users=users))
+    rows = []
+    for name, (model, split, _) in models.items():
+        row = {"model": name, "params": model.num_parameters(), "size_mb": model.size_bytes() / 2 ** 20,
+               "items": split.n_items}
+        for batch in args.batch_sizes:
+            for way in ways:
+                row[f"{way} ms/user @{batch}"] = statistics.median(samples[name, batch, way])
+        rows.append(row)
+    teacher = {r["model"]: r for r in rows}
+    for row in rows:
+        reference = teacher["lm-teacher (loo)" if "sasrec" in row["model"] else "lm-teacher"]
+        for batch in args.batch_sizes:
+            for way in ways:
+                key = f"{way} ms/user @{batch}"
+                row[f"{way} speed-up @{batch}"] = reference[key] / row[key]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"dataset": args.dataset, "threads": 1, "rounds": args.rounds, "rows": rows},
+                                   indent=2))
+    header = list(rows[0])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+                                for v in row.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
