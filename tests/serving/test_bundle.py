@@ -9,7 +9,7 @@ import torch
 
 from distillrec import artifacts, runs
 from distillrec.errors import ArtifactError, DistillrecError
-from distillrec.serving.bundle import export_bundle, load_bundle, resolve_model_dir
+from distillrec.serving.bundle import default_model, export_bundle, load_bundle, resolve_model_dir
 
 
 @pytest.mark.parametrize("name", ["mf", "two-tower", "content"])
@@ -106,3 +106,10 @@ def test_cli_export_writes_a_loadable_bundle_and_reports_bad_input_in_one_line(p
     err = capsys.readouterr().err
     assert "--model 'nope': not a student of" in " ".join(err.split()) and "Traceback" not in err
     assert not (tmp_path / "c").exists()
+
+
+def test_the_default_prefers_a_distilled_student_even_over_a_better_plain_one():
+    models = {"mf": {"valid": {"ndcg@10": 0.30}}, "mf-kd": {"valid": {"ndcg@10": 0.25}},
+              "mf-kd2": {"valid": {"ndcg@10": 0.28}}}
+    assert default_model({"mf": "student", "mf-kd": "distilled", "mf-kd2": "distilled"}, models) == "mf-kd2"
+    assert default_model({"mf": "student", "mf-kd": "student"}, models) == "mf"

@@ -123,10 +123,16 @@ def resolve_model_dir(run: Path, model: str | None = None) -> tuple[Path, str]:
         if model not in candidates:
             raise DistillrecError(f"--model {model!r}: not a student of {run}; expected one of {', '.join(sorted(candidates))}")
         return candidates[model][1], model
-    distilled = [n for n, (role, _) in candidates.items() if role == "distilled"]
-    pool = distilled or list(candidates)
-    best = max(pool, key=lambda n: (metrics["models"].get(n, {}).get("valid", {}).get(SELECT_METRIC, float("-inf")), n))
+    best = default_model({n: role for n, (role, _) in candidates.items()}, metrics["models"])
     return candidates[best][1], best
+
+
+def default_model(roles: dict[str, str], models: dict[str, dict]) -> str:
+    """The distilled student with the best validation NDCG@10, else the best plain student
+    (ties: the later name, so the choice never depends on dict order)."""
+    distilled = [name for name, role in roles.items() if role == "distilled"]
+    pool = distilled or list(roles)
+    return max(pool, key=lambda n: (models.get(n, {}).get("valid", {}).get(SELECT_METRIC, float("-inf")), n))
 
 
 def export_bundle(run: str | Path, out: str | Path, *, model: str | None = None) -> Path:
