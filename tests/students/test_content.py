@@ -102,3 +102,17 @@ def test_fits_through_the_trainer_deterministically(movies):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     reps = model.representations()
     assert reps["item"].shape == (ds.n_items, 8) and reps["user"].shape == (ds.n_users, 8)
+
+
+def test_history_prior_shrinks_short_histories(movies):
+    ds, split = movies
+    model = ContentStudent.build(ds, split, seed=0, history_prior=1.0, **SMALL).eval()
+    with torch.no_grad():
+        items = model.item_vectors()
+        one = model._pool(items, torch.tensor([[3, -1]]), torch.tensor([[True, False]]))
+        two = model._pool(items, torch.tensor([[3, 5]]), torch.tensor([[True, True]]))
+        empty = model._pool(items, torch.tensor([[-1, -1]]), torch.tensor([[False, False]]))
+    assert torch.allclose(one, items[3] / 2) and torch.allclose(two, (items[3] + items[5]) / 3)
+    assert torch.equal(empty, torch.zeros_like(empty))
+    with pytest.raises(DistillrecError, match="history_prior"):
+        ContentStudent.build(ds, split, history_prior=-1.0, **SMALL)

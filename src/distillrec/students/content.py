@@ -89,7 +89,8 @@ class ContentStudent(Recommender):
     feature_dim, hidden (MLP width), item_ids / user_ids (give trained entities an ID
     embedding), id_dropout, history (pool the user's history into the user tower),
     max_history, history_dropout (None: a per-row keep probability drawn uniformly, so
-    training sees every history length; a number: that fixed drop rate), similarity
+    training sees every history length; a number: that fixed drop rate), history_prior
+    (pseudo-count shrinking short histories' mean toward zero), similarity
     ("cosine" / temperature, or "dot"), rec_loss (a full-catalog loss), seed.
     """
 
@@ -102,7 +103,8 @@ class ContentStudent(Recommender):
                  item_has_id: torch.Tensor, dim: int = 64, text_dim: int = 64, buckets: int = 1 << 14,
                  feature_dim: int = 16, hidden: int = 128, item_ids: bool = True, user_ids: bool = True,
                  id_dropout: float = 0.3, history: bool = True, max_history: int = 50,
-                 history_dropout: float | None = None, similarity: Literal["cosine", "dot"] = "cosine",
+                 history_dropout: float | None = None, history_prior: float = 0.0,
+                 similarity: Literal["cosine", "dot"] = "cosine",
                  temperature: float = 0.1, rec_loss: str = "softmax", seed: int = 0):
         super().__init__()
         if REC_LOSSES.get(rec_loss).candidates != "full":
@@ -120,6 +122,9 @@ class ContentStudent(Recommender):
         self.user_encoder, self.item_encoder = user_encoder, item_encoder
         self.buckets, self.similarity, self.temperature = buckets, similarity, temperature
         self.rec_loss, self.history_dropout, self.max_history = rec_loss, history_dropout, max_history
+        if history_prior < 0:
+            raise DistillrecError(f"content: history_prior must be >= 0, got {history_prior}")
+        self.history_prior = history_prior
         self.user_table = FeatureTable(user_features)
         self.item_table = FeatureTable(item_features)
         self.register_buffer("user_has_id", user_has_id.bool())
@@ -209,15 +214,16 @@ class ContentStudent(Recommender):
             pooled = self._pool(self.item_vectors() if item_vectors is None else item_vectors, history, present)
         return self.user_tower(self.user_table.rows(users), pooled, ids=users, has_id=self.user_has_id[users])
 
-    @staticmethod
-    def _pool(item_vectors: torch.Tensor, history: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """Mean of the present history items' vectors; zero for an empty history."""
+    def _pool(self, item_vectors: torch.Tensor, history: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Mean of the present history items' vectors, shrunk toward zero by `history_prior`
+        pseudo-items (sum / (count + prior)): one item says less than fifty. Zero when empty."""
         # A dense [B, n_items] weight matrix times the catalog: one matmul, several times
         # cheaper on CPU (forward and backward) than gathering [B, N, d] history vectors.
         present = present.to(item_vectors.dtype)
         weights = item_vectors.new_zeros(len(history), len(item_vectors)).scatter_add_(
             1, history.clamp(min=0), present)
-        return (weights / present.sum(1, keepdim=True).clamp(min=1)) @ item_vectors
+        count = present.sum(1, keepdim=True) + self.history_prior
+        return (weights / (count if self.history_prior else count.clamp(min=1))) @ item_vectors
 
     def representations(self) -> dict[str, torch.Tensor]:
         items = self.item_vectors()
