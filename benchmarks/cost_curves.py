@@ -23,7 +23,7 @@ BPR (peer venv, 1 epoch, 1 thread) on ML-100K and ML-1M, and the 2-process (torc
 1 thread each) vs 1-process time of an MF epoch on ML-1M (scaling efficiency T1 / (2 T2)).
 
     .venv/bin/python benchmarks/cost_curves.py [--sizes ml-100k,ml-1m,10m,50m] [--timeout 900]
-        [--skip-recbole] [--skip-scaling] [--write-md]
+        [--skip-recbole] [--skip-scaling] [--write-md] [--render-only]
 
 Each child is bounded by --timeout seconds; stages finished before a timeout are kept.
 Results: benchmarks/out/cost_curves/*.json; --write-md replaces the generated block of
@@ -407,9 +407,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--scaling-epochs", type=int, default=2)
     parser.add_argument("--write-md", action="store_true", help="write the tables into BENCHMARKS.md")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: render the last results.json (with --write-md: into BENCHMARKS.md)")
     args = parser.parse_args(argv)
     if args.child:
         child(args.child)
+        return
+    if args.render_only:
+        text = markdown(json.loads((OUT_DIR / "results.json").read_text()))
+        print(text)
+        if args.write_md:
+            write_markdown(text)
         return
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     results = {"command": "python benchmarks/cost_curves.py " + " ".join(argv if argv is not None else sys.argv[1:]),
