@@ -98,6 +98,9 @@ def test_bad_params_are_refused_in_one_line(domains, tmp_path):
     with pytest.raises(DistillrecError, match=r"scenario.params.sorce: unknown key"):
         SCENARIOS.get("cross-domain")(context)
     assert not any(tmp_path.iterdir())
+    bad = config.model_copy(update={"scenario": config.scenario.model_copy(update={"params": {"fractions": [1.5]}})})
+    with pytest.raises(DistillrecError, match=r"scenario.params.fractions.0: .*less than or equal to 1"):
+        SCENARIOS.get("cross-domain")(ScenarioContext(bad, target, None, None, tmp_path, progress=False))
 
 
 def test_tiny_end_to_end_run(domains, tmp_path):

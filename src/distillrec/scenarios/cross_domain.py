@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,8 @@ class TrainParams(StrictParams):
 
 class CrossDomainParams(StrictParams):
     source: str = Field("ml-1m", description="source dataset (built-in name or path)")
-    fractions: list[float] = Field(default_factory=lambda: [1.0, 0.2, 0.05], min_length=1)
+    fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [1.0, 0.2, 0.05],
+                                                                 min_length=1)
     template: str = DEFAULT_ITEM_TEMPLATE
     encoder: str | None = None
     source_split_seed: int = 0
