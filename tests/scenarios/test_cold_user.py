@@ -76,7 +76,7 @@ def test_revealed_interactions_are_history_never_ground_truth(cold_users):
     assert not pairs(shown_history(split, 3)) & pairs(split.test)
     # A scorer that ranks a user's revealed items first gains nothing: they are masked.
     revealed = torch.zeros(split.n_users, split.n_items)
-    revealed[torch.as_tensor(split.revealed["user"].to_numpy()), torch.as_tensor(split.revealed["item"].to_numpy())] = 1
+    revealed[torch.tensor(split.revealed["user"].to_numpy()), torch.tensor(split.revealed["item"].to_numpy())] = 1
     evaluator = Evaluator(split, ks=(3,))
     flat = evaluator.evaluate(lambda u: torch.zeros(len(u), split.n_items), "test", users=users)
     cheat = evaluator.evaluate(lambda u: revealed[u].clone(), "test", users=users)

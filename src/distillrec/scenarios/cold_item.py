@@ -89,6 +89,9 @@ def train_students(context: ScenarioContext, teacher, kd: Mapping[str, Any]) -> 
             if not (run_dir / artifacts.MANIFEST).exists():
                 if run_dir.exists():
                     shutil.rmtree(run_dir)
+                # The objective's projector is initialised from the global generator: seed it,
+                # so a run does not depend on what this process trained before.
+                torch.manual_seed(seed)
                 distill_student(teacher, "content", spec, dim=dim, seed=seed, model_params=model_params,
                                 train_params=train_params, out=run_dir, progress=context.progress)
             models.setdefault(label, []).append(load_model(run_dir, teacher.dataset, teacher.split))
