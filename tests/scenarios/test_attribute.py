@@ -98,7 +98,7 @@ def test_tiny_end_to_end_run(tmp_path):
     assert {m for t, m in rows if t == "completion"} == {
         "label prior", "ridge on LM text", "ridge on MF item embeddings", "ridge on LM text + MF"}
     assert {m for t, m in rows if t == "recommendation"} == {
-        "genre popularity", "user's own history", "mf", "mf distilled"}
+        "genre popularity", "user's own history", "mf", "mf distilled", "LM teacher"}
     for (task, _), row in rows.items():
         for metric in ("micro-f1", "macro-f1", "map") if task == "completion" else ("ndcg@3",):
             assert 0 <= row[metric] <= 1 and row[f"{metric} std"] >= 0

@@ -11,7 +11,8 @@
 (b) Recommendation. Each test user's held-out genre preference is the number of their test
     items in each genre (graded relevance); NDCG@k of a ranked list of genres. Scores: the genre
     mass of a student's top-N item list (rank-discounted), for the MF student trained alone and
-    distilled from the teacher; against genre popularity in train and the user's own history.
+    distilled from the teacher, and of the teacher's own list (a reference); against genre
+    popularity in train and the user's own history.
 Distilled item embeddings are not used for (a): the teacher reads every item's genres, so they
 would leak the hidden labels.
 """
@@ -71,6 +72,7 @@ def run(context: ScenarioContext) -> ScenarioResult:
         mf_items = students["mf"].representations()["item"].detach().numpy()
         for name, result in attribute_completion(dataset.items, labels, params, seed, mf_items).items():
             completion.setdefault(name, []).append({"seed": seed, **result})
+    recommendation["LM teacher"] = [{"seed": context.config.seed, **_teacher_genres(context, labels, params)}]
     table = ([_row("completion", name, runs, COMPLETION_METRICS) for name, runs in completion.items()]
              + [_row("recommendation", name, runs, (f"ndcg@{params.k}", "item ndcg@10"))
                 for name, runs in recommendation.items()])
@@ -244,6 +246,23 @@ def _students(context: ScenarioContext, params: AttributeParams, seed: int) -> d
         model.item_ndcg10 = next(iter(metrics["models"].values()))["test"]["ndcg@10"]
         models[name] = model.eval()
     return models
+
+
+def _teacher_genres(context: ScenarioContext, labels: np.ndarray, params: AttributeParams) -> dict:
+    """The teacher's own genre ranking (one model, fitted with the config's seed): a reference."""
+    from distillrec import runs
+
+    _, split, teacher, metrics = runs.load_run(context.teacher_dir)
+    entry = next(e for e in metrics["models"].values() if e.get("role") == "teacher")
+    with torch.no_grad():
+        scores = list_genre_scores(teacher, split, labels, _test_users(split, labels), params.top_n)
+    truth = genre_relevance(split.test, labels, split.n_users)[_test_users(split, labels)]
+    return {f"ndcg@{params.k}": float(ndcg_at_k(scores, truth, params.k).mean()),
+            "item ndcg@10": entry["test"]["ndcg@10"]}
+
+
+def _test_users(split, labels: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(genre_relevance(split.test, labels, split.n_users).sum(1) > 0)
 
 
 def genre_relevance(part: pd.DataFrame, labels: np.ndarray, n_users: int) -> np.ndarray:
