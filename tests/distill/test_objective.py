@@ -224,3 +224,20 @@ def test_command_line_specs_parse_as_weights_or_json():
                           ("{bad", "--kd: not a valid JSON object")]:
         with pytest.raises(DistillrecError, match=message.replace("(", r"\(")):
             parse_spec(text)
+
+
+def test_projectors_depend_on_the_seed_only_and_leave_the_global_generator_alone(knowledge, tiny):
+    student = MatrixFactorization(N_USERS, N_ITEMS, dim=8)
+    spec = {"feature": 1.0, "info-nce": 0.5}
+    torch.manual_seed(1)
+    a = DistillObjective(spec, knowledge, student, seed=3)
+    after_a = torch.rand(1)
+    torch.manual_seed(1)
+    torch.rand(5)  # the process drew something else before
+    b = DistillObjective(spec, knowledge, student, seed=3)
+    c = DistillObjective(spec, knowledge, student, seed=4)
+    torch.manual_seed(1)
+    assert torch.rand(1).equal(after_a)  # building `a` consumed nothing from the global generator
+    for (name, x), y, z in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+        assert x.equal(y), name
+    assert any(not x.equal(z) for x, z in zip(a.state_dict().values(), c.state_dict().values()))

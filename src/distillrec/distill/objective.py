@@ -502,9 +502,14 @@ class DistillObjective(nn.Module):
         self.terms = nn.ModuleDict()
         self.weightings = nn.ModuleDict()
         self.schedules = {}
+        # Projectors are initialised from `seed` alone, not from whatever the process drew before,
+        # and without disturbing the caller's random state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for name, options in self.spec.items():
+                own = {key: value for key, value in options.items() if key not in _COMMON_OPTIONS}
+                self.terms[name] = TERMS[name](self.knowledge, student_dim, own)
         for name, options in self.spec.items():
-            own = {key: value for key, value in options.items() if key not in _COMMON_OPTIONS}
-            self.terms[name] = TERMS[name](self.knowledge, student_dim, own)
             self.weightings[name] = _make_weighting(weighting, name, options["weight"])
             self.schedules[name] = _make_schedule(name, options.get("schedule"))
         # Saved in checkpoints, so a resumed run continues its schedules where they were.
