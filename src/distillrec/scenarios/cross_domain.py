@@ -196,12 +196,14 @@ class SourceItemDistillation(nn.Module):
     """extra_loss: weight x (1 - cosine) between the target model's vectors of the batch's items
     (positives and negatives) through a learned projector and the source model's vectors."""
 
-    def __init__(self, teacher_items: torch.Tensor, student_dim: int, weight: float):
+    def __init__(self, teacher_items: torch.Tensor, student_dim: int, weight: float, seed: int = 0):
         from distillrec.distill.losses.feature import Projector
 
         super().__init__()
         self.register_buffer("teacher", teacher_items.detach().clone())
-        self.projector = Projector(student_dim, teacher_items.shape[1])
+        with torch.random.fork_rng(devices=[]):  # the projector's init depends on the seed alone
+            torch.manual_seed(seed)
+            self.projector = Projector(student_dim, teacher_items.shape[1])
         self.weight = weight
 
     def forward(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -249,7 +251,8 @@ def _target_models(target, split, target_text, source_model, teacher_items, para
         target, split, seed=seed, **params.mf.params), params.mf.params, params.mf.train)
     for name, pretrained, kd in ((BASELINE, False, False), ("transfer (init)", True, False),
                                  ("transfer (init+kd)", True, True)):
-        extra = SourceItemDistillation(teacher_items, tower_params.get("dim", 64), params.kd_weight) if kd else None
+        extra = (SourceItemDistillation(teacher_items, tower_params.get("dim", 64), params.kd_weight, seed)
+                 if kd else None)
         results[name] = fit(name, TwoTower, two_tower(pretrained), params.two_tower.params,
                             params.two_tower.train, extra_loss=extra)
     return results
