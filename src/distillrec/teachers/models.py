@@ -275,11 +275,7 @@ class LMTeacher(Recommender):
         items = self.item_vectors(self._text_for_step(batch["pos"]))
         rec = REC_LOSSES.get(self.rec_loss)
         if rec.candidates == "full":
-            scores = self._scores(batch["user"], items, exclude=batch["pos"])
-            # Items without training interactions (held-out cold items) are never negatives:
-            # otherwise the softmax learns to push every new item down, whatever its text says.
-            scores = scores.masked_fill(~self.item_has_id, torch.finfo(scores.dtype).min)
-            return rec(scores, batch["pos"])
+            return rec(self._scores(batch["user"], items, exclude=batch["pos"]), batch["pos"])
         candidates = torch.cat([batch["pos"].unsqueeze(1), batch["neg"]], dim=1)
         scores = self._scores(batch["user"], items, candidates, exclude=batch["pos"])
         return rec(scores[:, 0], scores[:, 1:])
