@@ -26,7 +26,6 @@ from typing import Any, Literal, Mapping, Sequence
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from distillrec.data.dataset import Dataset
@@ -36,7 +35,7 @@ from distillrec.students.base import MODELS, Recommender
 from distillrec.students.features import (
     DEFAULT_ITEM_COLUMNS, DEFAULT_USER_COLUMNS, FeatureColumn, FeatureEncoder, trained_id_masks,
 )
-from distillrec.students.two_tower import FeatureTable, Tower
+from distillrec.students.two_tower import FeatureTable, Tower, tower_similarity
 from distillrec.train.losses import REC_LOSSES
 
 PADDING = -1  # history slot without an item
@@ -237,12 +236,7 @@ class ContentStudent(Recommender):
 
     def similarity_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """users [B, d] against items [N, d] -> [B, N] or per-user candidates [B, C, d] -> [B, C]."""
-        if self.similarity == "cosine":
-            users = F.normalize(users, dim=-1) / self.temperature
-            items = F.normalize(items, dim=-1)
-        if items.dim() == 3:
-            return torch.einsum("bd,bcd->bc", users, items)
-        return users @ items.T
+        return tower_similarity(users, items, self.similarity, self.temperature)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users, positives = batch["user"], batch["pos"]

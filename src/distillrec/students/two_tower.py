@@ -105,6 +105,18 @@ class Tower(nn.Module):
         raise DistillrecError("nothing to encode: give IDs, feature tensors or content rows")
 
 
+def tower_similarity(user_vectors: torch.Tensor, item_vectors: torch.Tensor, similarity: str,
+                     temperature: float) -> torch.Tensor:
+    """Scores of user vectors [B, d] against item vectors: [B, C, d] -> [B, C] (per-user
+    candidates) or [N, d] -> [B, N] (a shared catalog); "dot" or "cosine" / temperature."""
+    if similarity == "cosine":
+        user_vectors = F.normalize(user_vectors, dim=-1) / temperature
+        item_vectors = F.normalize(item_vectors, dim=-1)
+    if item_vectors.dim() == 3:
+        return torch.einsum("bd,bcd->bc", user_vectors, item_vectors)
+    return user_vectors @ item_vectors.T
+
+
 class FeatureTable(nn.Module):
     """Per-entity feature tensors kept as buffers, so they follow .to(device) and are saved
     with the weights (a served model needs them). Buffer names are prefixed so a column
@@ -212,14 +224,7 @@ class TwoTower(Recommender):
     # --- scores --------------------------------------------------------------------------
 
     def similarity_scores(self, user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
-        """Scores of user vectors [B, d] against item vectors: [B, C, d] -> [B, C] (per-user
-        candidates) or [N, d] -> [B, N] (a shared catalog)."""
-        if self.similarity == "cosine":
-            user_vectors = F.normalize(user_vectors, dim=-1) / self.temperature
-            item_vectors = F.normalize(item_vectors, dim=-1)
-        if item_vectors.dim() == 3:
-            return torch.einsum("bd,bcd->bc", user_vectors, item_vectors)
-        return user_vectors @ item_vectors.T
+        return tower_similarity(user_vectors, item_vectors, self.similarity, self.temperature)
 
     def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """users [B], items [B, C] -> [B, C]."""
