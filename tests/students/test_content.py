@@ -20,12 +20,7 @@ WORDS = ["Dark", "Night", "Love", "Story", "Return", "City", "Last", "Star", "Wa
 SMALL = dict(dim=8, text_dim=8, buckets=512, feature_dim=4, hidden=16)
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

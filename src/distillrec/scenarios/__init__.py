@@ -62,16 +62,5 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _register_builtin() -> None:
-    # Each scenario module registers itself with @SCENARIOS.register("<name>") when imported.
-    import importlib
-
-    for module in ("cold_item", "cold_user", "cross_domain", "attribute"):
-        try:
-            importlib.import_module(f"distillrec.scenarios.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"distillrec.scenarios.{module}":
-                raise
-
-
-_register_builtin()
+# Each scenario module registers itself with @SCENARIOS.register("<name>") when imported.
+from distillrec.scenarios import attribute, cold_item, cold_user, cross_domain  # noqa: E402,F401
