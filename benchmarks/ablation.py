@@ -44,7 +44,7 @@ STUDENT_TRAIN = {"epochs": 300, "lr": 1e-3, "batch_size": 2048, "patience": 20}
 
 
 def make_teacher_run(dataset: str, out: Path, *, seed: int = 0, threads: int = 2,
-                     top_k: int = 100, knn: int = 20) -> Path:
+                     top_k: int = 100, knn: int = 20, resume: bool = False) -> Path:
     """A teacher run directory: the fitted LMTeacher's run (role "teacher") plus knowledge/."""
     torch.set_num_threads(threads)
     ds, split = prepare(dataset, "random", seed)
@@ -54,7 +54,7 @@ def make_teacher_run(dataset: str, out: Path, *, seed: int = 0, threads: int = 2
     started = time.perf_counter()
     result = Trainer(model, split, config, run_dir=out, progress=False,
                      callbacks=[lambda r: print(r["epoch"], round(r["loss"], 4), r.get("valid", {}).get("ndcg@10"),
-                                                flush=True)]).fit()
+                                                flush=True)]).fit(resume=resume)
     print(f"teacher fitted in {time.perf_counter() - started:.0f} s (best epoch {result.best_epoch})", flush=True)
     extract_knowledge(model, split, ds, top_k=top_k, knn=knn, importance=False, seed=seed).save(out / "knowledge")
     results = evaluate_model(model, split, ds)
@@ -121,6 +121,7 @@ def main() -> None:
     teacher.add_argument("--dataset", default="ml-100k")
     teacher.add_argument("--out", type=Path, required=True)
     teacher.add_argument("--threads", type=int, default=2)
+    teacher.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     tuning = commands.add_parser("tune", help="try ranking-distillation settings at dim 64, seed 0")
     tuning.add_argument("--teacher", type=Path, required=True)
     tuning.add_argument("--out", type=Path, required=True)
@@ -142,7 +143,7 @@ def main() -> None:
                         train_params=STUDENT_TRAIN, out=args.out)
         print(report["markdown"])
     elif args.command == "teacher":
-        make_teacher_run(args.dataset, args.out, threads=args.threads)
+        make_teacher_run(args.dataset, args.out, threads=args.threads, resume=args.resume)
     elif args.command == "tune":
         tune(args.teacher, args.out, args.labels, args.threads)
 

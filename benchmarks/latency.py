@@ -1,8 +1,15 @@
 """Student versus teacher: full-catalog scoring latency per user, same batch sizes, one thread.
 
-Two columns per batch size: `score` as evaluation calls it (the teacher and the two-tower
-recompute their item tower on every call), and `served` with the item vectors computed once,
-as a bundle serves them (MF and SASRec look item vectors up in a table either way).
+Three ways to score, per batch size:
+- `score`: the model's score() as evaluation calls it (the teacher and the two-tower recompute
+  their item tower on every call; SASRec re-encodes each user's last 50 items);
+- `history`: the item side computed once, the user side recomputed from the user's history on
+  every request (for SASRec: its encoder over the history, the last block at the last position);
+- `served`: what is deployed. A student bundle holds every user's vector (refreshed when the
+  user's history changes, not per request), so a request is a lookup plus the catalog product
+  (`distillrec.serving.bundle.serving_vectors`). The teacher gets its best deployable case: its
+  user-tower vectors cached the same way, plus its item-to-item term, which is a sum over the
+  history of n_items-wide rows and cannot be cached short of caching every score.
 Each model is built at its benchmark size on the dataset (the teacher as in BENCHMARKS.md:
 dim 128, attention over up to 100 history items, the item-item term; its language-model text
 embeddings are precomputed, as when serving known items). Scoring cost does not depend on the
@@ -23,6 +30,7 @@ import torch
 
 from distillrec.evaluation.efficiency import scoring_latency_ms
 from distillrec.experiment import prepare, registered_model
+from distillrec.serving.bundle import serving_vectors
 from distillrec.train.trainer import history_for
 
 TEACHER = {"dim": 128, "hidden": 256, "heads": 2, "max_history": 100, "item_item": True, "temperature": 0.1}
@@ -36,8 +44,8 @@ MODELS = {  # name -> (registered model, split, params)
 }
 
 
-class Served(torch.nn.Module):
-    """The model with its item side precomputed: only the user side runs per request."""
+class FromHistory(torch.nn.Module):
+    """The item side precomputed once; the user side recomputed from its history per request."""
 
     def __init__(self, model):
         super().__init__()
@@ -52,6 +60,29 @@ class Served(torch.nn.Module):
             self.score = model.score
 
 
+class Served(torch.nn.Module):
+    """As deployed: cached user vectors, a lookup and the catalog product per request (the
+    teacher adds its uncacheable item-item term over the history)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        if hasattr(model, "text_embeddings"):
+            items = model.item_vectors(model._current_text())
+            users = model.representations()["user"]
+
+            def score(batch):
+                scores = model.similarity(users[batch], items)
+                if model.item_item is not None:
+                    scores = scores + model.item_item_scores(*model._visible_history(batch))
+                return scores
+            self.score = score
+        else:
+            vectors = serving_vectors(model)
+            users, items = vectors["user"], vectors["item"]
+            self.score = lambda batch: users[batch] @ items.T
+
+
 def build_models(dataset: str) -> dict:
     splits, models = {}, {}
     for name, (model_name, split_name, params) in MODELS.items():
@@ -62,7 +93,7 @@ def build_models(dataset: str) -> dict:
         model.set_history(history_for(split, "test"))
         model.eval()
         with torch.no_grad():
-            models[name] = (model, split, Served(model))
+            models[name] = (model, split, FromHistory(model), Served(model))
     return models
 
 
@@ -76,17 +107,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     models = build_models(args.dataset)
-    ways = ("score", "served")
+    ways = ("score", "history", "served")
     samples = {(name, b, w): [] for name in models for b in args.batch_sizes for w in ways}
     for _ in range(args.rounds):
         for batch in args.batch_sizes:
-            for name, (model, split, served) in models.items():
+            for name, (model, split, *deployed) in models.items():
                 users = min(split.n_users, args.max_users if batch > 1 else 64)
-                for way, scorer in zip(ways, (model, served)):
+                for way, scorer in zip(ways, (model, *deployed)):
                     samples[name, batch, way].append(scoring_latency_ms(scorer, users, batch_size=batch, repeats=1,
                                                                         max_users=users))
     rows = []
-    for name, (model, split, _) in models.items():
+    for name, (model, split, *_) in models.items():
         row = {"model": name, "params": model.num_parameters(), "size_mb": model.size_bytes() / 2 ** 20,
                "items": split.n_items}
         for batch in args.batch_sizes:

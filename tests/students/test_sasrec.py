@@ -34,6 +34,14 @@ def test_padding_is_invisible_to_real_positions():
     assert torch.allclose(model.encode(seq)[:, 2:], hidden[:, 2:])
 
 
+def test_last_only_encoding_equals_the_full_pass_at_the_last_position():
+    model = SASRec(n_users=3, n_items=10, dim=8, n_heads=2, inner_size=16, max_len=5, n_layers=3).eval()
+    seq = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5], [0, 0, 0, 0, 7]])
+    last = model.encode(seq, last_only=True)
+    assert last.shape == (3, 1, 8)
+    assert torch.allclose(last[:, 0], model.encode(seq)[:, -1], atol=1e-6)
+
+
 def test_scores_follow_the_history_and_stay_finite_without_one():
     model = tiny_model()
     history = pd.DataFrame({"user": [0, 0, 1], "item": [2, 3, 7], "timestamp": [1, 2, 1]})

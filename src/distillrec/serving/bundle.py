@@ -135,6 +135,25 @@ def default_model(roles: dict[str, str], models: dict[str, dict]) -> str:
     return max(pool, key=lambda n: (models.get(n, {}).get("valid", {}).get(SELECT_METRIC, float("-inf")), n))
 
 
+def serving_vectors(student) -> dict:
+    """{"user", "item"} in serving space, where a dot product equals `student.score` (cosine
+    towers are normalised, users scaled by 1/temperature); the content student also keeps its
+    raw item vectors ("item_raw") to pool new users' histories. Users as of the current history."""
+    import torch
+
+    from distillrec.students.content import ContentStudent
+
+    with torch.no_grad():
+        vectors = {k: v.detach().float() for k, v in student.representations().items()}
+    raw_items = vectors["item"]
+    if getattr(student, "similarity", "dot") == "cosine":
+        vectors = {"user": torch.nn.functional.normalize(vectors["user"], dim=-1) / student.temperature,
+                   "item": torch.nn.functional.normalize(vectors["item"], dim=-1)}
+    if isinstance(student, ContentStudent):
+        vectors["item_raw"] = raw_items
+    return vectors
+
+
 def export_bundle(run: str | Path, out: str | Path, *, model: str | None = None) -> Path:
     """Write a bundle for one trained student of `run`. Everything is checked (run hashes,
     model kind, `out` free) before anything is written, and the bundle appears atomically."""
@@ -154,15 +173,7 @@ def export_bundle(run: str | Path, out: str | Path, *, model: str | None = None)
     entry = metrics["models"].get(name) or next(iter(metrics["models"].values()))
     seen = _seen(split)
     student.set_history(seen)  # serving knows every interaction of the run (history models pool them)
-    with torch.no_grad():
-        vectors = {k: v.detach().float() for k, v in student.representations().items()}
-    raw_items = vectors["item"]
-    similarity = getattr(student, "similarity", "dot")
-    if similarity == "cosine":  # serving space: the dot product of these equals model.score
-        vectors = {"user": torch.nn.functional.normalize(vectors["user"], dim=-1) / student.temperature,
-                   "item": torch.nn.functional.normalize(vectors["item"], dim=-1)}
-    if spec["name"] == "content":
-        vectors["item_raw"] = raw_items
+    vectors = serving_vectors(student)
     if out.exists():
         out.rmdir()  # an empty directory the user made: the atomic rename needs the name free
     with artifacts.atomic_directory(out) as tmp:
@@ -184,7 +195,8 @@ def export_bundle(run: str | Path, out: str | Path, *, model: str | None = None)
         onnx_inputs = export_towers(student, spec["name"], tmp / "onnx")
         artifacts.write_manifest(tmp, kind=KIND, extra={
             "format": FORMAT,
-            "model": {"name": spec["name"], "label": name, "params": spec["params"], "similarity": similarity,
+            "model": {"name": spec["name"], "label": name, "params": spec["params"],
+                      "similarity": getattr(student, "similarity", "dot"),
                       "temperature": getattr(student, "temperature", None), "dim": int(vectors["item"].shape[1]),
                       "n_users": split.n_users, "n_items": split.n_items, **extra},
             "metrics": {part: entry.get(part, {}) for part in ("valid", "test")},

@@ -38,13 +38,17 @@ class SelfAttentionBlock(nn.Module):
         self.ff_norm = nn.LayerNorm(dim, eps=_LAYER_NORM_EPS)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
-        """x [B, L, d]; attend [B, 1, L, L] bool, True where a query may look at a key."""
+    def forward(self, x: torch.Tensor, attend: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x [B, L, d]; attend [B, 1, L, L] bool, True where a query may look at a key.
+        last_only: compute the output of the last position only ([B, 1, d]); its keys and
+        values still come from every position, so the result equals the full pass's last row."""
         batch, length, dim = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, dim // self.n_heads).permute(2, 0, 3, 1, 4)
+        if last_only:
+            q, attend, x = q[:, :, -1:], attend[:, :, -1:], x[:, -1:]
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attend, dropout_p=self.attn_dropout if self.training else 0.0)
-        attended = attended.transpose(1, 2).reshape(batch, length, dim)
+        attended = attended.transpose(1, 2).reshape(batch, q.size(2), dim)
         x = self.attn_norm(x + self.dropout(self.attn_out(attended)))
         return self.ff_norm(x + self.dropout(self.feed_forward(x)))
 
@@ -84,9 +88,10 @@ class SASRec(Recommender):
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 
-    def encode(self, sequences: torch.Tensor) -> torch.Tensor:
+    def encode(self, sequences: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """Hidden state at every position: [B, max_len] padded item sequences -> [B, max_len, d].
-        Position t sees items at positions <= t only, and never padding."""
+        Position t sees items at positions <= t only, and never padding. last_only: the final
+        block computes the last position only (-> [B, 1, d]), all that scoring a user needs."""
         length = sequences.size(1)
         x = self.item_embedding(sequences) + self.position_embedding.weight[:length]
         x = self.input_dropout(self.input_norm(x))
@@ -94,8 +99,8 @@ class SASRec(Recommender):
         # A padding query sees only itself, so no attention row is empty (which would give NaN).
         real_keys = (sequences > 0).unsqueeze(1) | torch.eye(length, dtype=torch.bool, device=sequences.device)
         attend = (causal & real_keys).unsqueeze(1)
-        for block in self.blocks:
-            x = block(x, attend)
+        for depth, block in enumerate(self.blocks, start=1):
+            x = block(x, attend, last_only=last_only and depth == len(self.blocks))
         return x
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -115,7 +120,7 @@ class SASRec(Recommender):
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
         """The encoder's output after each user's last history item: [B, d]."""
-        return self.encode(self.history[users])[:, -1]
+        return self.encode(self.history[users], last_only=True)[:, -1]
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         return self.user_vectors(users) @ self.item_embedding.weight[1:].T

@@ -255,12 +255,15 @@ class LMTeacher(Recommender):
         user_vectors = self._user_vectors(users, item_vectors, history, present)
         scores = self.similarity(user_vectors, item_vectors if candidates is None else item_vectors[candidates])
         if self.item_item is not None:
-            # Sum over the history scaled by 1/sqrt(length): long histories neither vanish
-            # nor dominate the towers' term.
-            weights = present.float() / present.sum(1, keepdim=True).clamp(min=1).sqrt()
-            item_item = self.item_item(history.clamp(min=0), per_sample_weights=weights)  # [B, n_items]
+            item_item = self.item_item_scores(history, present)
             scores = scores + (item_item if candidates is None else item_item.gather(1, candidates))
         return scores
+
+    def item_item_scores(self, history: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """The item-to-item term [B, n_items] over history slots [B, N] where `present`: a sum
+        scaled by 1/sqrt(length), so long histories neither vanish nor dominate the towers' term."""
+        weights = present.float() / present.sum(1, keepdim=True).clamp(min=1).sqrt()
+        return self.item_item(history.clamp(min=0), per_sample_weights=weights)
 
     def representations(self) -> dict[str, torch.Tensor]:
         """Output vectors of every user (from the current history) and every item."""
