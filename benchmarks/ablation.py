@@ -8,7 +8,7 @@ distillation. Everything goes through the library (`distillrec.distill.runner.ab
 
     .venv/bin/python benchmarks/ablation.py teacher --dataset ml-100k --out benchmarks/out/teacher-ml100k
     .venv/bin/python benchmarks/ablation.py ablate --teacher benchmarks/out/teacher-ml100k \
-        --out benchmarks/out/ablation-ml100k [--seeds 0 1 2] [--dims 8 16 32 64] [--threads 1]
+        --out benchmarks/out/ablation-ml100k [--seeds 0 1 2] [--dims 8 16 32 64] [--threads 1] [--jobs 2]
 
 Writes ablation.json and ablation.md into --out (one run directory per trained student under
 --out/runs).
@@ -134,13 +134,14 @@ def main() -> None:
     ablation.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ablation.add_argument("--dims", nargs="+", type=int, default=[8, 16, 32, 64])
     ablation.add_argument("--threads", type=int, default=1)
+    ablation.add_argument("--jobs", type=int, default=1, help="students trained at once (processes)")
     args = parser.parse_args()
     if args.command == "ablate":
         from distillrec.distill.runner import ablate
 
         torch.set_num_threads(args.threads)
         report = ablate(args.teacher, "mf", args.methods, seeds=args.seeds, dims=args.dims,
-                        train_params=STUDENT_TRAIN, out=args.out)
+                        train_params=STUDENT_TRAIN, out=args.out, jobs=args.jobs)
         print(report["markdown"])
     elif args.command == "teacher":
         make_teacher_run(args.dataset, args.out, threads=args.threads, resume=args.resume)

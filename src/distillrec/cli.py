@@ -250,6 +250,8 @@ def ablate_cmd(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs per student (default 300, early stopping)."),
     train_option: list[str] = typer.Option([], "--train-option", help="Other training options, KEY=VALUE (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Directory for ablation.json, ablation.md and the students' runs."),
+    jobs: int = typer.Option(1, "--jobs", help="Students trained at once, each in its own process "
+                             "(the cores are shared out between them)."),
 ):
     """Undistilled vs each distillation method vs the best combination, over seeds (and dims)."""
     from distillrec.console import console
@@ -257,7 +259,7 @@ def ablate_cmd(
 
     report = ablate(teacher, student, methods.split(",") if methods else None, seeds=_parse_ints(seeds, "--seeds"),
                     dims=_parse_ints(dims, "--dims"), train_params=_distill_train_params(epochs, train_option),
-                    out=out)
+                    out=out, jobs=jobs)
     console.print(report["markdown"], markup=False, highlight=False)
     console.print(f"wrote {out / 'ablation.json'} and {out / 'ablation.md'}")
 

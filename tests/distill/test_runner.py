@@ -68,6 +68,12 @@ def test_ablate_writes_the_method_table_and_the_size_curve(teacher_run, tmp_path
                    train_params={"epochs": 2}, out=out)
     assert [row["test_mean"] for row in again["results"]] == [row["test_mean"] for row in report["results"]]
 
+    # Two worker processes train the same seeded students: the same table, row for row.
+    parallel = ablate(teacher_run, "mf", ["feature", "ranking=0.5"], seeds=(0,), dims=(4, 8),
+                      train_params={"epochs": 2}, out=tmp_path / "parallel", jobs=2)
+    assert [(row["label"], row["dim"], row["test_mean"]) for row in parallel["results"]] == [
+        (row["label"], row["dim"], row["test_mean"]) for row in report["results"]]
+
 
 def test_distill_command_end_to_end(teacher_run, tmp_path, capsys):
     out = tmp_path / "distilled"

@@ -147,19 +147,24 @@ def ablate(teacher_run: str | Path, student: str = "mf",
            seeds: Sequence[int] = (0, 1, 2), dims: Sequence[int] = (64,), *, combine: Sequence[int] = (2, 3),
            weighting: str = "fixed", model_params: Mapping[str, Any] | None = None,
            train_params: Mapping[str, Any] | None = None, out: str | Path = "ablation",
-           progress: bool = False) -> dict:
+           progress: bool = False, jobs: int = 1) -> dict:
     """Which distillation helps `student`, and how much, over `seeds`.
 
     At the largest of `dims`: the undistilled student, each method alone, and the top-n single
     methods (by mean valid NDCG@10) combined, for each n in `combine`. At every other dim: the
     undistilled student and the best variant found (the accuracy-versus-size curve). Each trained
     student is a run directory under out/runs/ (an existing one is reused, so an interrupted
-    ablation continues). Writes out/ablation.json and out/ablation.md; returns the JSON.
+    ablation continues). `jobs` > 1 trains that many students at once, in separate processes
+    with the cores shared out; every student is seeded, so which process trains it, and in
+    what order, does not change its numbers.
+    Writes out/ablation.json and out/ablation.md; returns the JSON.
     """
     from distillrec.experiment import make_train_config, registered_model
 
     if not seeds or not dims:
         raise DistillrecError("give at least one seed and one dim")
+    if jobs < 1:
+        raise DistillrecError(f"jobs must be at least 1, got {jobs}")
     registered_model(student)
     specs = resolve_methods(methods)
     for seed in seeds:
@@ -167,27 +172,29 @@ def ablate(teacher_run: str | Path, student: str = "mf",
     out = Path(out)
     teacher = load_teacher(teacher_run)
     primary, results = max(dims), []
+    shared = {"student": student, "weighting": weighting, "model_params": model_params,
+              "train_params": train_params, "out": out}
 
-    def run(label: str, spec: dict, dim: int) -> dict:
-        per_seed = [_run_one(teacher, student, label, spec, dim, seed, weighting, model_params,
-                             train_params, out, progress) for seed in seeds]
-        row = _summarise(label, spec, dim, per_seed)
-        results.append(row)
-        return row
+    def run(variants: list[tuple[str, dict, int]]) -> list[dict]:
+        """Trains every (variant, seed), `jobs` at a time; one summary row per variant."""
+        tasks = [(label, spec, dim, seed) for label, spec, dim in variants for seed in seeds]
+        records = _train_all(teacher, tasks, shared, jobs, progress)
+        rows = [_summarise(label, spec, dim, records[i * len(seeds):(i + 1) * len(seeds)])
+                for i, (label, spec, dim) in enumerate(variants)]
+        results.extend(rows)
+        return rows
 
-    baseline = run(BASELINE, {}, primary)
-    singles = [run(label, spec, primary) for label, spec in specs.items()]
+    baseline, *singles = run([(BASELINE, {}, primary)] + [(label, spec, primary) for label, spec in specs.items()])
     ranked = sorted(singles, key=lambda row: -row["valid_mean"])
-    candidates = list(singles)
+    combos = []
     for n in sorted(set(combine)):
         if 2 <= n <= len(ranked):
             chosen = ranked[:n]
-            merged = {name: options for row in chosen for name, options in row["kd"].items()}
-            candidates.append(run(" + ".join(row["label"] for row in chosen), merged, primary))
-    best = max(candidates, key=lambda row: row["valid_mean"])
-    for dim in sorted(set(dims) - {primary}):
-        run(BASELINE, {}, dim)
-        run(best["label"], best["kd"], dim)
+            merged = {name: settings for row in chosen for name, settings in row["kd"].items()}
+            combos.append((" + ".join(row["label"] for row in chosen), merged, primary))
+    best = max(singles + run(combos), key=lambda row: row["valid_mean"])
+    run([variant for dim in sorted(set(dims) - {primary})
+         for variant in ((BASELINE, {}, dim), (best["label"], best["kd"], dim))])
     _add_lifts(results)
     report = {"teacher_run": str(teacher.path), "teacher": _teacher_summary(teacher), "student": student,
               "seeds": list(seeds), "dims": sorted(set(dims)), "primary_dim": primary, "weighting": weighting,
@@ -199,7 +206,39 @@ def ablate(teacher_run: str | Path, student: str = "mf",
     return report
 
 
-def _run_one(teacher: TeacherRun, student: str, label: str, spec: dict, dim: int, seed: int, weighting: str,
+def _train_all(teacher: TeacherRun, tasks: list[tuple], options: dict, jobs: int, progress: bool) -> list[dict]:
+    """_run_one for each (label, spec, dim, seed), in order; in `jobs` processes when > 1."""
+    if jobs == 1 or len(tasks) == 1:
+        return [_run_one(teacher, label=label, spec=spec, dim=dim, seed=seed, progress=progress, **options)
+                for label, spec, dim, seed in tasks]
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn, not fork: a forked child inherits the parent's OpenMP pool, which can hang torch.
+    with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(str(teacher.path), threads)) as pool:
+        return list(pool.map(_run_in_worker, [(task, options) for task in tasks]))
+
+
+_WORKER_TEACHER: TeacherRun | None = None
+
+
+def _start_worker(teacher_path: str, threads: int) -> None:
+    import torch
+
+    global _WORKER_TEACHER
+    torch.set_num_threads(threads)
+    _WORKER_TEACHER = load_teacher(teacher_path)
+
+
+def _run_in_worker(job: tuple[tuple, dict]) -> dict:
+    (label, spec, dim, seed), options = job
+    return _run_one(_WORKER_TEACHER, label=label, spec=spec, dim=dim, seed=seed, progress=False, **options)
+
+
+def _run_one(teacher: TeacherRun, *, student: str, label: str, spec: dict, dim: int, seed: int, weighting: str,
              model_params, train_params, out: Path, progress: bool) -> dict:
     """One trained student (reused when its run directory is already complete)."""
     from distillrec.experiment import make_train_config
