@@ -13,8 +13,10 @@ Method names are the `KD_LOSSES` names, plus the short aliases in `ALIASES`. Eve
 except "weight" and "schedule" belongs to the method (see each term's docstring).
 
 Students: MF, two-tower and SASRec. For SASRec a batch row is a training window and its user
-state is the encoder output after the window's last item (what scoring uses for the newest
-window); the batch's `user` column indexes the teacher's knowledge.
+state is the encoder output after the window's last item; the batch's `user` column indexes
+the teacher's knowledge. Only each user's newest window is held to the user-level terms: the
+teacher's knowledge of a user (its top-K, its vector) is of the user now, not of an older
+window of their history. Item-level terms use every window's items.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def batch_user_vectors(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> t
     """The student's user vector of every batch row [B, d]."""
     if model.batch_kind == "sequences":
         # The state after the window's last item: seq[:, 1:] is the window without its oldest slot.
-        return model.encode(batch["seq"][:, 1:])[:, -1]
+        return model.encode(batch["seq"][:, 1:], last_only=True)[:, -1]
     if hasattr(model, "user_vectors"):
         return model.user_vectors(batch["user"])
     return model.representations()["user"][batch["user"]]
@@ -197,7 +199,10 @@ def _term(cls: type[Term]) -> type[Term]:
 
 
 def _unique_rows(view: BatchView) -> torch.Tensor:
-    """Row index of the first occurrence of each distinct user in the batch."""
+    """Row index of the first occurrence of each distinct user in the batch (for sequence
+    batches: each user's newest window, the only one whose state the teacher knows)."""
+    if (newest := view.batch.get("newest")) is not None:
+        return newest.nonzero().squeeze(1)
     users = view.users
     order = torch.argsort(users, stable=True)
     first = torch.ones_like(users, dtype=torch.bool)
@@ -520,6 +525,11 @@ class DistillObjective(nn.Module):
     def forward(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         view = BatchView(model, batch)
         weights = self._confidence(view.users) if self.confidence else None
+        # Sequence batches: user-level knowledge describes a user's latest state, so only the
+        # newest window of each user (its last position) is held to it.
+        if (newest := batch.get("newest")) is not None:
+            mask = newest.float() * len(newest) / newest.sum().clamp(min=1)  # mean 1 over the batch
+            weights = mask if weights is None else weights * mask
         step = int(self.step)
         # Sampling seeded by (seed, step): a run resumed from a checkpoint draws the same items.
         self.generator.manual_seed((self.seed << 32) + step)
