@@ -224,6 +224,7 @@ def distill_cmd(
     param: list[str] = typer.Option([], "--param", help="Other student hyper-parameters, KEY=VALUE (repeatable)."),
     train_option: list[str] = typer.Option([], "--train-option", help="Other training options, KEY=VALUE (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: a new one under runs/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last checkpoint."),
 ):
     """Train a student distilled from a teacher run, evaluate it, write a run directory."""
     from distillrec.console import console, metrics_table
@@ -233,7 +234,8 @@ def distill_cmd(
     spec = parse_spec(kd) if kd else None
     run_dir, metrics = distill_student(teacher, student, spec, dim=dim, seed=seed, init=init, weighting=weighting,
                                        confidence=confidence, model_params=_parse_params(param, "--param"),
-                                       train_params=_distill_train_params(epochs, train_option), out=out)
+                                       train_params=_distill_train_params(epochs, train_option), out=out,
+                                       resume=resume)
     console.print(metrics_table(metrics["models"], title=f"{student} distilled from {teacher} · test"))
     console.print(f"wrote {run_dir}")
 

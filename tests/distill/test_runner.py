@@ -75,6 +75,19 @@ def test_ablate_writes_the_method_table_and_the_size_curve(teacher_run, tmp_path
         (row["label"], row["dim"], row["test_mean"]) for row in report["results"]]
 
 
+def test_distill_resume_continues_the_interrupted_run_exactly(teacher_run, tmp_path, capsys):
+    common = ["distill", "--teacher", teacher_run, "--kd", "feature=1.0,ranking=0.5", "--dim", 8]
+    assert run_cli(*common, "--epochs", 2, "--out", tmp_path / "resumed") == 0
+    assert run_cli(*common, "--epochs", 3, "--out", tmp_path / "resumed", "--resume") == 0
+    assert run_cli(*common, "--epochs", 3, "--out", tmp_path / "straight") == 0
+    resumed, straight = (json.loads((tmp_path / name / "train.json").read_text())["history"]
+                         for name in ("resumed", "straight"))
+    assert len(resumed) == 3
+    assert [epoch["losses"] for epoch in resumed] == [epoch["losses"] for epoch in straight]
+    assert run_cli("distill", "--teacher", teacher_run, "--resume") == 2  # no --out: nothing to resume
+    assert "resume needs the run directory" in capsys.readouterr().err
+
+
 def test_distill_command_end_to_end(teacher_run, tmp_path, capsys):
     out = tmp_path / "distilled"
     assert run_cli("distill", "--teacher", teacher_run, "--student", "mf", "--kd", "feature=1.0,ranking=0.5",

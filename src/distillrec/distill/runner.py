@@ -70,11 +70,12 @@ def distill_student(teacher_run: str | Path | TeacherRun, student: str, kd_spec:
                     dim: int = 64, seed: int = 0, init: str | None = None, weighting: str = "fixed",
                     confidence: bool = False, model_params: Mapping[str, Any] | None = None,
                     train_params: Mapping[str, Any] | None = None, out: str | Path | None = None,
-                    progress: bool = True) -> tuple[Path, dict]:
+                    progress: bool = True, resume: bool = False) -> tuple[Path, dict]:
     """Train `student` on the teacher's split with the distillation objective `kd_spec`
     (None or {}: no distillation), after an optional `init` ("pca" | "projection") from the
     teacher's representations; evaluate it and write a run directory (role "distilled",
-    or "baseline" when neither KD nor init is used). Returns (run directory, metrics)."""
+    or "baseline" when neither KD nor init is used). Returns (run directory, metrics).
+    resume: continue from the last checkpoint in `out` (a fresh start when it has none)."""
     from distillrec.distill.objective import DistillObjective, normalise_spec
     from distillrec.distill.weighting import WEIGHTINGS
     from distillrec.experiment import fit_model, make_train_config, registered_model
@@ -87,6 +88,8 @@ def distill_student(teacher_run: str | Path | TeacherRun, student: str, kd_spec:
     if init is not None and init not in INIT_METHODS:
         raise DistillrecError(f"unknown init {init!r}; expected one of: {', '.join(INIT_METHODS)}")
     train_config = make_train_config(dict(train_params or {}), seed)
+    if resume and out is None:
+        raise DistillrecError("resume needs the run directory (--out) of the interrupted run")
     teacher = teacher_run if isinstance(teacher_run, TeacherRun) else load_teacher(teacher_run)
 
     params = {"dim": dim, **(model_params or {})}
@@ -106,7 +109,7 @@ def distill_student(teacher_run: str | Path | TeacherRun, student: str, kd_spec:
     role = "distilled" if spec or init else "baseline"
     extra = {"kd": spec, "init": init_report, "teacher_run": str(teacher.path)}
     metrics = fit_model(model_cls, student, teacher.dataset, teacher.split, model_params=params,
-                        train_config=train_config, run_dir=run_dir, config=config, role=role,
+                        train_config=train_config, run_dir=run_dir, config=config, role=role, resume=resume,
                         progress=progress, extra_loss=objective, model=model, entry_extra=extra)
     return run_dir, metrics
 
@@ -253,9 +256,10 @@ def _run_one(teacher: TeacherRun, *, student: str, label: str, spec: dict, dim: 
             raise DistillrecError(f"{run_dir}: holds a different run (kd, dim, seed or training options "
                                   "differ); remove it or choose another --out")
     else:
+        # resume: a student interrupted mid-training continues from its last checkpoint.
         _, metrics = distill_student(teacher, student, spec, dim=dim, seed=seed, weighting=weighting,
                                      model_params=model_params, train_params=train_params, out=run_dir,
-                                     progress=progress)
+                                     progress=progress, resume=True)
     entry = metrics["models"][student]
     return {"seed": seed, "run": str(run_dir), "params": entry["params"], "size_bytes": entry.get("size_bytes"),
             "best_epoch": entry.get("best_epoch"), "valid": {METRIC: entry["valid"][METRIC]},
