@@ -13,10 +13,8 @@ Method names are the `KD_LOSSES` names, plus the short aliases in `ALIASES`. Eve
 except "weight" and "schedule" belongs to the method (see each term's docstring).
 
 Students: MF, two-tower and SASRec. For SASRec a batch row is a training window and its user
-state is the encoder output after the window's last item; the batch's `user` column indexes
-the teacher's knowledge. Only each user's newest window is held to the user-level terms: the
-teacher's knowledge of a user (its top-K, its vector) is of the user now, not of an older
-window of their history. Item-level terms use every window's items.
+state is the encoder output after the window's last item (what scoring uses for the newest
+window); the batch's `user` column indexes the teacher's knowledge.
 """
 
 from __future__ import annotations
@@ -199,10 +197,7 @@ def _term(cls: type[Term]) -> type[Term]:
 
 
 def _unique_rows(view: BatchView) -> torch.Tensor:
-    """Row index of the first occurrence of each distinct user in the batch (for sequence
-    batches: each user's newest window, the only one whose state the teacher knows)."""
-    if (newest := view.batch.get("newest")) is not None:
-        return newest.nonzero().squeeze(1)
+    """Row index of the first occurrence of each distinct user in the batch."""
     users = view.users
     order = torch.argsort(users, stable=True)
     first = torch.ones_like(users, dtype=torch.bool)
@@ -525,11 +520,6 @@ class DistillObjective(nn.Module):
     def forward(self, model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         view = BatchView(model, batch)
         weights = self._confidence(view.users) if self.confidence else None
-        # Sequence batches: user-level knowledge describes a user's latest state, so only the
-        # newest window of each user (its last position) is held to it.
-        if (newest := batch.get("newest")) is not None:
-            mask = newest.float() * len(newest) / newest.sum().clamp(min=1)  # mean 1 over the batch
-            weights = mask if weights is None else weights * mask
         step = int(self.step)
         # Sampling seeded by (seed, step): a run resumed from a checkpoint draws the same items.
         self.generator.manual_seed((self.seed << 32) + step)

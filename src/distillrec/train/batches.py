@@ -150,8 +150,6 @@ class SequenceBatches(_EpochBatches):
     predicts seq[:, 1:] at every position. Histories longer than max_len + 1 are cut into
     several windows from the most recent end, so every training item is a target once (the
     first item of a user's history has no context and is never a target).
-    "newest": [B] bool, True for each user's most recent window: the one whose last state is
-    the user as the teacher knows them (distillation's user-level terms read only those rows).
     With n_negatives > 0, "neg": [B, max_len, n_negatives] item indices (no +1 shift)."""
 
     def __init__(self, interactions: pd.DataFrame, n_users: int, max_len: int, n_negatives: int = 0,
@@ -159,9 +157,7 @@ class SequenceBatches(_EpochBatches):
         if n_negatives > 0 and sampler is None:
             raise ValueError("n_negatives > 0 needs a NegativeSampler")
         users, windows = sequence_windows(interactions, n_users, max_len + 1)
-        newest = torch.ones_like(users, dtype=torch.bool)  # windows come user by user, newest first
-        newest[1:] = users[1:] != users[:-1]
-        self.users, self.windows, self.newest = users.to(device), windows.to(device), newest.to(device)
+        self.users, self.windows = users.to(device), windows.to(device)
         self.max_len, self.n_negatives, self.sampler, self._device = max_len, n_negatives, sampler, device
         self._owners_per_row = max_len
 
@@ -169,7 +165,7 @@ class SequenceBatches(_EpochBatches):
         return self.users.numel()
 
     def _columns(self, rows: torch.Tensor) -> Batch:
-        return {"user": self.users[rows], "seq": self.windows[rows], "newest": self.newest[rows]}
+        return {"user": self.users[rows], "seq": self.windows[rows]}
 
     def _negative_owners(self, columns: Batch) -> torch.Tensor:
         return columns["user"].unsqueeze(1).expand(-1, self.max_len)
