@@ -165,7 +165,7 @@ def child(size: str) -> None:
 
     torch.set_num_threads(1)
     from distillrec.data.readers import stream_interactions
-    from distillrec.data.splits import make_split
+    from distillrec.data.splitting import make_split
     from distillrec.evaluation.evaluator import Evaluator
     from distillrec.experiment import registered_model
     from distillrec.teachers.knowledge import top_k_rankings

@@ -183,7 +183,7 @@ def ours_child(spec: OursSpec, threads: int) -> dict[str, Any]:
     import torch
 
     import distillrec.students  # noqa: F401  (registers the students)
-    from distillrec.data.splits import make_split
+    from distillrec.data.splitting import make_split
     from distillrec.evaluation.evaluator import Evaluator
     from distillrec.experiment import load_dataset, model_scorer
     from distillrec.students.base import MODELS

@@ -22,7 +22,7 @@ def load_dataset(name_or_path: str, *, mapping: dict | None = None, sep: str | N
 
 def prepare(dataset: str, split_name: str, seed: int, *, mapping: dict | None = None,
             **split_params) -> tuple[Dataset, Split]:
-    from distillrec.data.splits import make_seeded_split
+    from distillrec.data.splitting import make_seeded_split
 
     ds = load_dataset(dataset, mapping=mapping)
     return ds, make_seeded_split(ds, split_name, seed, **split_params)

@@ -21,7 +21,7 @@ ENTRY = "entry.json"  # the stage's row of the aggregate metrics.json
 
 
 def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True) -> dict:
-    from distillrec.data.splits import make_seeded_split
+    from distillrec.data.splitting import make_seeded_split
 
     out = Path(out)
     started = time.perf_counter()

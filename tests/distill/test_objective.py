@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from distillrec.data.dataset import RawData, build_dataset
-from distillrec.data.splits import random_split
+from distillrec.data.splitting import random_split
 from distillrec.distill.losses import ranking_distillation, soft_target_kl, student_ranks
 from distillrec.distill.objective import (ALIASES, TERMS, DistillObjective, catalogue_ranks, normalise_spec,
                                           parse_spec)

@@ -8,7 +8,7 @@ import torch
 
 from distillrec.data.dataset import RawData, build_dataset
 from distillrec.data.split import Split
-from distillrec.data.splits import random_split
+from distillrec.data.splitting import random_split
 from distillrec.evaluation import PopularityScorer, RandomScorer, evaluate
 
 ML100K = Path(sysconfig.get_paths()["purelib"]) / "recbole/dataset_example/ml-100k/ml-100k.inter"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from distillrec.config import parse_config
-from distillrec.data.splits import make_split
+from distillrec.data.splitting import make_split
 from distillrec.errors import DistillrecError
 from distillrec.evaluation.evaluator import Evaluator
 from distillrec.scenarios import SCENARIOS, ScenarioContext

@@ -9,7 +9,7 @@ import pytest
 
 from distillrec.config import parse_config
 from distillrec.data.dataset import RawData, build_dataset
-from distillrec.data.splits import random_split
+from distillrec.data.splitting import random_split
 from distillrec.errors import DataError, DistillrecError
 from distillrec.scenarios import SCENARIOS, ScenarioContext
 from distillrec.scenarios.common import subsample_train

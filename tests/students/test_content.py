@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from distillrec.data.dataset import RawData, build_dataset
-from distillrec.data.splits import make_split
+from distillrec.data.splitting import make_split
 from distillrec.errors import DistillrecError
 from distillrec.experiment import make_train_config
 from distillrec.students import MODELS

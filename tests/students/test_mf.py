@@ -6,7 +6,7 @@ import torch
 
 from distillrec.data.dataset import build_dataset
 from distillrec.data.sources import load_raw
-from distillrec.data.splits import random_split
+from distillrec.data.splitting import random_split
 from distillrec.errors import DistillrecError
 from distillrec.evaluation.evaluator import evaluate
 from distillrec.students.base import MODELS

@@ -6,7 +6,7 @@ from distillrec.data.dataset import build_dataset
 from distillrec.data.sequences import user_sequences
 from distillrec.data.sources import load_raw
 from distillrec.data.split import Split
-from distillrec.data.splits import leave_one_out
+from distillrec.data.splitting import leave_one_out
 from distillrec.evaluation.evaluator import evaluate
 from distillrec.students.base import MODELS
 from distillrec.students.sasrec import SASRec

@@ -5,7 +5,7 @@ import torch
 
 from distillrec.data.dataset import RawData, build_dataset
 from distillrec.data.sources import load_raw
-from distillrec.data.splits import cold_user_split, random_split
+from distillrec.data.splitting import cold_user_split, random_split
 from distillrec.errors import DistillrecError
 from distillrec.evaluation.baselines import PopularityScorer
 from distillrec.evaluation.evaluator import Evaluator

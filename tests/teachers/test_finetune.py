@@ -67,7 +67,7 @@ def test_lora_teacher_tunes_the_lm_for_a_bounded_number_of_steps(tmp_path):
     import pandas as pd
 
     from distillrec.data.dataset import RawData, build_dataset
-    from distillrec.data.splits import random_split
+    from distillrec.data.splitting import random_split
     from distillrec.teachers.models import LMTeacher
     from distillrec.train.trainer import TrainConfig, Trainer
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from distillrec.data.dataset import RawData, build_dataset
-from distillrec.data.splits import random_split
+from distillrec.data.splitting import random_split
 from distillrec.errors import ArtifactError, DistillrecError
 from distillrec.teachers.knowledge import Knowledge, extract_knowledge, nearest_items, top_k_rankings
 from distillrec.teachers.models import LMTeacher

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from distillrec.data.dataset import RawData, build_dataset
-from distillrec.data.splits import random_split
+from distillrec.data.splitting import random_split
 from distillrec.teachers.encoders import TextEncoder
 from distillrec.teachers.models import LMTeacher
 from distillrec.teachers.sharded import encode_sharded, extract_and_save

@@ -1,7 +1,7 @@
 """The Split: train / valid / test interaction tables over one Dataset's id space.
 
 Split *functions* (random, temporal, leave-one-out, cold users, cold items) live in
-`distillrec.data.splits`; this module holds only the container and its Parquet round trip.
+`distillrec.data.splitting`; this module holds only the container and its Parquet round trip.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def fit_source(source, text: torch.Tensor, params: CrossDomainParams, out: Path,
     """The two-tower on the whole source (random split, early stopping on its validation),
     items read as text only: its item tower is what travels."""
     from distillrec import experiment
-    from distillrec.data.splits import make_split
+    from distillrec.data.splitting import make_split
     from distillrec.students.two_tower import TwoTower
 
     split = make_split(source, "random", seed=params.source_split_seed)

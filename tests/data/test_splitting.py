@@ -10,7 +10,7 @@ import pytest
 
 from distillrec.data.dataset import Dataset, RawData, build_dataset
 from distillrec.data.split import COLUMNS, PARTS, Split
-from distillrec.data.splits import (cold_item_split, cold_user_split, leave_one_out, make_seeded_split, make_split,
+from distillrec.data.splitting import (cold_item_split, cold_user_split, leave_one_out, make_seeded_split, make_split,
                                     part_sizes, random_split, temporal_split)
 from distillrec.errors import DistillrecError
 
