@@ -169,7 +169,7 @@ def child(size: str) -> None:
     from distillrec.evaluation.evaluator import Evaluator
     from distillrec.experiment import registered_model
     from distillrec.teachers.knowledge import top_k_rankings
-    from distillrec.train import TrainConfig, Trainer, history_for
+    from distillrec.train import TrainConfig, Trainer
 
     state: dict = {}
     base = PeakRSS().now()  # after the imports: what any Python + torch process holds
@@ -216,7 +216,7 @@ def child(size: str) -> None:
         split = state["split"]
         model = registered_model("mf").build(state["ds"], split, seed=0)
         model.eval()
-        model.set_history(history_for(split, "test"))
+        model.set_history(split.history("test"))
         with torch.no_grad():
             metrics = Evaluator(split, ks=(10, 20)).evaluate(model.score, "test")
         return {"ndcg@10": metrics["ndcg@10"], "n_users": metrics["n_users"]}
@@ -226,7 +226,7 @@ def child(size: str) -> None:
         generator = torch.Generator().manual_seed(0)
         users = torch.randn(split.n_users, TEACHER_DIM, generator=generator)
         items = torch.randn(split.n_items, TEACHER_DIM, generator=generator)
-        top_k_rankings(lambda rows: users[rows] @ items.T, history_for(split, "valid"),
+        top_k_rankings(lambda rows: users[rows] @ items.T, split.history("valid"),
                        split.n_users, split.n_items, min(TOP_K, split.n_items))
         return {"k": min(TOP_K, split.n_items), "dim": TEACHER_DIM}
 

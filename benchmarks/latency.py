@@ -31,7 +31,6 @@ import torch
 from distillrec.evaluation.efficiency import scoring_latency_ms
 from distillrec.experiment import prepare, registered_model
 from distillrec.serving.bundle import serving_vectors
-from distillrec.train.trainer import history_for
 
 TEACHER = {"dim": 128, "hidden": 256, "heads": 2, "max_history": 100, "item_item": True, "temperature": 0.1}
 MODELS = {  # name -> (registered model, split, params)
@@ -90,7 +89,7 @@ def build_models(dataset: str) -> dict:
             splits[split_name] = prepare(dataset, split_name, 0)
         ds, split = splits[split_name]
         model = registered_model(model_name).build(ds, split, **params)
-        model.set_history(history_for(split, "test"))
+        model.set_history(split.history("test"))
         model.eval()
         with torch.no_grad():
             models[name] = (model, split, FromHistory(model), Served(model))

@@ -225,7 +225,6 @@ def serve_teacher(run: str, port: int) -> None:
     from distillrec.serving.app import create_app
     from distillrec.serving.engine import Engine
     from distillrec.serving.index import top_k
-    from distillrec.train.trainer import history_for
 
     torch.set_num_threads(1)
     dataset, split, _ = runs.load_run_data(Path(run))
@@ -236,7 +235,7 @@ def serve_teacher(run: str, port: int) -> None:
     model = registered_model(spec["name"]).build(dataset, split, **params)
     model.load_state_dict(weights)
     model.eval()
-    model.set_history(history_for(split, "test"))
+    model.set_history(split.history("test"))
     import pandas as pd
 
     seen = pd.concat([part[["user", "item"]] for part in (split.train, split.valid, split.test) if len(part)])

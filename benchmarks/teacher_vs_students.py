@@ -31,7 +31,7 @@ from distillrec.students import mf, two_tower  # noqa: F401  (registers the stud
 from distillrec.students.base import MODELS, Recommender
 from distillrec.teachers import models as teacher_models  # noqa: F401  (registers lm-teacher)
 from distillrec.teachers.knowledge import extract_knowledge
-from distillrec.train.trainer import TrainConfig, Trainer, history_for
+from distillrec.train.trainer import TrainConfig, Trainer
 
 OUT = Path(__file__).parent / "out" / "teacher_vs_students.json"
 
@@ -76,7 +76,7 @@ def run_one(name: str, dataset: str, threads: int, importance: bool) -> dict:
     result = Trainer(model, split, TrainConfig(**train, num_threads=threads), progress=False).fit()
     fit_seconds = time.perf_counter() - started
     model.eval()
-    model.set_history(history_for(split, "test"))
+    model.set_history(split.history("test"))
     with torch.no_grad():
         test = evaluate(model.score, split, "test", ks=(10, 20))
     row = {"model": name, "dataset": dataset, "ndcg@10": test["ndcg@10"], "recall@10": test["recall@10"],

@@ -89,10 +89,8 @@ def model_scorer(model, split: Split, part: str):
     train + valid for test; plus revealed cold-user interactions)."""
     import torch
 
-    from distillrec.train import history_for
-
     model.eval()
-    model.set_history(history_for(split, part))
+    model.set_history(split.history(part))
 
     def scorer(users):
         with torch.no_grad():

@@ -13,9 +13,14 @@ import numpy as np
 import pandas as pd
 
 from distillrec import artifacts
+from distillrec.errors import DistillrecError
 
 PARTS = ("train", "valid", "test")
 COLUMNS = ("user", "item", "rating", "timestamp")
+#: What a model may have seen before each part is scored (and what ranking it masks): train
+#: for valid; train + valid for test; everything for serving ("all"). Revealed cold-user
+#: interactions are always seen.
+HISTORY_PARTS = {"valid": ("train",), "test": ("train", "valid"), "all": ("train", "valid", "test")}
 
 
 @dataclass
@@ -37,6 +42,19 @@ class Split:
         if name not in PARTS:
             raise ValueError(f"unknown split part {name!r}; expected one of {PARTS}")
         return getattr(self, name)
+
+    def history(self, part: str) -> pd.DataFrame:
+        """The interactions seen before `part` ("valid", "test" or "all", see HISTORY_PARTS),
+        revealed cold-user interactions included: the one answer to "what has this user
+        seen", shared by training, evaluation, knowledge extraction, scenarios and serving."""
+        frames = [frame for _, frame in self.history_parts(part) if len(frame)]  # concat warns about empty frames
+        return pd.concat(frames, ignore_index=True) if frames else self.train.iloc[:0]
+
+    def history_parts(self, part: str) -> list[tuple[str, pd.DataFrame]]:
+        """The pieces of `history(part)` by name, so a bad row can be reported where it is."""
+        if part not in HISTORY_PARTS:
+            raise DistillrecError(f"no history for split part {part!r}; expected one of {', '.join(HISTORY_PARTS)}")
+        return [(name, self.part(name)) for name in HISTORY_PARTS[part]] + [("revealed", self.revealed)]
 
     def save(self, directory) -> None:
         directory = Path(directory)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from distillrec.data.split import Split
+from distillrec.data.split import HISTORY_PARTS, Split  # noqa: F401  (HISTORY_PARTS: re-exported)
 from distillrec.errors import DataError, DistillrecError
 from distillrec.evaluation.metrics import (RANKING_METRICS, coverage, intra_list_diversity,
                                           item_popularity, novelty, ranking_metrics)
@@ -38,8 +38,6 @@ Scorer = Callable[[torch.Tensor], torch.Tensor]
 ACCURACY_METRICS = ("recall", "ndcg", "hit", "mrr", "precision", "map")
 BEYOND_ACCURACY_METRICS = ("coverage", "diversity", "novelty")
 EVALUATED_PARTS = ("valid", "test")
-# What each part masks: everything the model may have seen before that part.
-HISTORY_PARTS = {"valid": ("train",), "test": ("train", "valid")}
 #: Most score cells (users x items) held at once: 16M floats, 64 MB, about 160 MB with the
 #: mask, copy and top-K beside them. Large catalogs get fewer users per chunk, never a bigger matrix.
 MAX_SCORE_CELLS = 1 << 24
@@ -268,7 +266,7 @@ class Evaluator:
             raise DistillrecError(f"cannot evaluate on split part {part!r}; expected one of {EVALUATED_PARTS}")
         if part not in self._sets:
             split = self.split
-            seen = [(name, split.part(name)) for name in HISTORY_PARTS[part]] + [("revealed", split.revealed)]
+            seen = split.history_parts(part)  # what each part masks: Split.history's pieces
             self._sets[part] = (_UserItemSets.from_frames(seen, split.n_users, split.n_items),
                                 _UserItemSets.from_frames([(part, split.part(part))], split.n_users, split.n_items))
         return self._sets[part]

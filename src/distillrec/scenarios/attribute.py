@@ -286,9 +286,8 @@ def list_genre_scores(model, split, labels: np.ndarray, users: np.ndarray, top_n
     """Rank-discounted genre mass of each user's top-N items (train and valid items masked)."""
     from distillrec.evaluation.evaluator import rank_top_k
     from distillrec.experiment import model_scorer
-    from distillrec.train.trainer import history_for
 
-    seen = history_for(split, "test")
+    seen = split.history("test")
     scorer = model_scorer(model, split, "test")
     scores = scorer(torch.as_tensor(users)).clone()
     mask = pd.DataFrame({"row": pd.Index(users).get_indexer(seen["user"]), "item": seen["item"]})

@@ -18,6 +18,7 @@ the teacher for reference (attention over the shown items + profile).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -66,8 +67,7 @@ def first_revealed(split: Split, k: int) -> pd.DataFrame:
 
 def shown_history(split: Split, k: int) -> pd.DataFrame:
     """What a model may see when scoring the test part with k revealed items per cold user."""
-    frames = [split.train, split.valid, first_revealed(split, k)]
-    return pd.concat([f for f in frames if len(f)], ignore_index=True)
+    return replace(split, revealed=first_revealed(split, k)).history("test")
 
 
 def history_scorer(model, history: pd.DataFrame) -> Callable:

@@ -248,7 +248,6 @@ def _user_table(users: pd.DataFrame) -> pd.DataFrame:
 
 def _seen(split) -> pd.DataFrame:
     """Every (user, item, timestamp) of the run, once: what serving excludes and pools."""
-    frames = [split.train, split.valid, split.test, split.revealed]
-    seen = pd.concat([f[["user", "item", "timestamp"]] for f in frames if len(f)], ignore_index=True)
+    seen = split.history("all")[["user", "item", "timestamp"]]
     seen = seen.drop_duplicates(["user", "item"]).sort_values(["user", "item"]).reset_index(drop=True)
     return seen.astype(np.int64)

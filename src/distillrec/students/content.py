@@ -149,8 +149,6 @@ class ContentStudent(Recommender):
         """Hash the item titles, fit the attribute vocabularies on the side tables (no
         interactions: no leakage), give IDs to entities with training interactions and set
         the history to what training sees (train + revealed)."""
-        from distillrec.train.trainer import history_for
-
         if "title" not in dataset.items.columns:
             raise DistillrecError("content: the item table has no 'title' column; expected item titles "
                                   f"(columns: {', '.join(map(str, dataset.items.columns))})")
@@ -161,7 +159,7 @@ class ContentStudent(Recommender):
                     user_encoder=user_encoder, item_encoder=item_encoder,
                     user_features=user_encoder.encode(dataset.users), item_features=item_encoder.encode(dataset.items),
                     user_has_id=user_has_id, item_has_id=item_has_id, buckets=buckets, **params)
-        model.set_history(history_for(split, "valid"))
+        model.set_history(split.history("valid"))
         return model
 
     # --- vectors -------------------------------------------------------------------------

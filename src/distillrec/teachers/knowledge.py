@@ -42,7 +42,6 @@ from distillrec.errors import ArtifactError, DistillrecError
 from distillrec.evaluation.evaluator import Evaluator, rank_top_k, rows_per_chunk
 from distillrec.teachers.models import LMTeacher
 from distillrec.train import distributed
-from distillrec.train.trainer import history_for
 
 KIND = "knowledge"
 TENSORS = "knowledge.safetensors"
@@ -118,7 +117,7 @@ def extract_knowledge(model: LMTeacher, split: Split, dataset: Dataset, top_k: i
         raise DistillrecError(f"chunk must be >= 1, got {chunk}")
     chunk = rows_per_chunk(chunk, split.n_items)  # no score matrix above the evaluator's cap
     model.eval()
-    visible = history_for(split, "valid")
+    visible = split.history("valid")
     model.set_history(visible)
     timings = {}
     with torch.no_grad():
@@ -222,7 +221,7 @@ def permutation_importance(model: LMTeacher, split: Split, dataset: Dataset,
     measures only the inputs i with i % world == rank; the values are then summed over ranks."""
     evaluator = Evaluator(split, ks=(10,))
     model.eval()
-    model.set_history(history_for(split, "valid"))
+    model.set_history(split.history("valid"))
     rank, world = distributed.rank(), distributed.world_size()
 
     def ndcg() -> float:

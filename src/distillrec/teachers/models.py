@@ -49,7 +49,6 @@ from distillrec.teachers.cache import encode_cached
 from distillrec.teachers.encoders import TextEncoder
 from distillrec.teachers.templates import DEFAULT_ITEM_TEMPLATE, TextTemplate
 from distillrec.train.losses import REC_LOSSES
-from distillrec.train.trainer import history_for
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -201,7 +200,7 @@ class LMTeacher(Recommender):
                     item_texts=texts if language_model is not None else None, mode=mode, **params)
         model.text_cost = {"lm_parameters": text_encoder.num_parameters, "text_dim": text_encoder.dim,
                            "encode_seconds": info.seconds, "cache_hit": info.hit, "n_texts": len(texts)}
-        model.set_history(history_for(split, "valid"))  # train (+ revealed): what training sees
+        model.set_history(split.history("valid"))  # train (+ revealed): what training sees
         return model
 
     # --- history ---------------------------------------------------------------------------

@@ -97,9 +97,7 @@ class TrainResult:
 def history_for(split: Split, part: str) -> pd.DataFrame:
     """What a model may see before being evaluated on `part`: the same interactions the
     evaluator masks (train for valid, train + valid for test, plus revealed cold-user history)."""
-    frames = [split.part(name) for name in HISTORY_PARTS[part]] + [split.revealed]
-    frames = [frame for frame in frames if len(frame)]  # concat warns about empty frames
-    return pd.concat(frames, ignore_index=True) if frames else split.train.iloc[:0]
+    return split.history(part)  # kept as an alias: Split.history is the one place
 
 
 class Trainer:
