@@ -52,6 +52,19 @@ def _parse_mapping(text: Optional[str]) -> Optional[dict]:
     return mapping
 
 
+def _parse_list_separators(text: Optional[str]) -> Optional[dict]:
+    """'genres=;,tags=,' -> {'genres': ';', 'tags': ','}: a separator may itself be a comma."""
+    import re
+
+    if not text:
+        return None
+    pattern = r"([^=,]+)=(.+?)(?=,[^=,]+=|$)"
+    if not re.fullmatch(rf"{pattern}(,{pattern})*", text):
+        raise DistillrecError(f"--list-sep: '{text}' is not of the form COLUMN=SEPARATOR[,COLUMN=SEPARATOR] "
+                              "(e.g. --list-sep 'genres=;')")
+    return {column.strip(): separator for column, separator in re.findall(pattern, text)}
+
+
 DATASET_HELP = "Built-in name (ml-100k, ml-1m) or a path to your interactions file or folder."
 MAP_HELP = "Column mapping for your own CSV/TSV/Parquet: user_id=COL,item_id=COL[,rating=COL,timestamp=COL]."
 
@@ -61,14 +74,20 @@ def data_stats(
     dataset: str = typer.Argument(..., help=DATASET_HELP),
     map: Optional[str] = typer.Option(None, "--map", help=MAP_HELP),
     sep: Optional[str] = typer.Option(None, "--sep", help="Field separator of a CSV/TSV file (default: from the extension)."),
+    list_sep: Optional[str] = typer.Option(None, "--list-sep", help="Separator of list columns in your items/users "
+                                           "files, COLUMN=SEP[,COLUMN=SEP] (e.g. 'genres=;'); undeclared genres: "
+                                           "'|', ';' or ',', detected."),
 ):
-    """Counts, sparsity and attribute coverage of a dataset."""
-    from distillrec.console import console, key_value_table
-    from distillrec.data.stats import dataset_stats
+    """Counts, sparsity, attribute coverage and distinct values of a dataset; warns about
+    attribute columns that look misread (a list left unsplit)."""
+    from distillrec.console import console, err_console, key_value_table
+    from distillrec.data.stats import attribute_warnings, dataset_stats
     from distillrec.experiment import load_dataset
 
-    ds = load_dataset(dataset, mapping=_parse_mapping(map), sep=sep)
+    ds = load_dataset(dataset, mapping=_parse_mapping(map), sep=sep, list_separators=_parse_list_separators(list_sep))
     console.print(key_value_table(dataset_stats(ds), title=f"{ds.name}"))
+    for warning in attribute_warnings(ds):
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 @app.command("evaluate")

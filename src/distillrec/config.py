@@ -7,7 +7,7 @@ file, the key path and what was expected. `distillrec config show` prints the re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -25,6 +25,9 @@ class DataConfig(_Strict):
     mapping: dict[str, str] | None = Field(None, description="column mapping for your own CSV/TSV/Parquet")
     rating_threshold: float | None = Field(None, description="ratings >= threshold are positives (None: all)")
     k_core: int = Field(0, ge=0)
+    list_separators: dict[str, Annotated[str, Field(min_length=1)]] | None = Field(
+        None, description="separator of each list column of your own items/users files, e.g. {genres: ';'} "
+                          "(undeclared genres: '|', ';' or ',', detected)")
 
 
 class SplitConfig(_Strict):
@@ -43,7 +46,8 @@ class TeacherConfig(_Strict):
 
 class StudentConfig(_Strict):
     name: str
-    model: Literal["mf", "two-tower", "sasrec"] = "mf"
+    model: str = Field("mf", description="registered model (mf, two-tower, sasrec, content ...), "
+                                         "checked with its params when the config is loaded")
     params: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
 
@@ -125,10 +129,17 @@ def load_config(path: str | Path | None) -> ExperimentConfig:
 
 
 def parse_config(raw: dict, source: str = "config") -> ExperimentConfig:
+    from distillrec.params import ParamError, check_experiment
+
     try:
-        return ExperimentConfig.model_validate(raw)
+        config = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         raise DistillrecError(f"{source}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+    try:  # models, their params, training, split and distillation options: before any work
+        check_experiment(config)
+    except ParamError as exc:
+        raise DistillrecError(f"{source}: {exc}") from None
+    return config
 
 
 def _describe(error: dict) -> str:

@@ -13,10 +13,11 @@ DEFAULT_KS = (10, 20)
 
 
 def load_dataset(name_or_path: str, *, mapping: dict | None = None, sep: str | None = None,
-                 rating_threshold: float | None = None, k_core: int = 0) -> Dataset:
+                 rating_threshold: float | None = None, k_core: int = 0,
+                 list_separators: dict | None = None) -> Dataset:
     from distillrec.data.sources import load_raw
 
-    raw = load_raw(name_or_path, mapping=mapping, sep=sep)
+    raw = load_raw(name_or_path, mapping=mapping, sep=sep, list_separators=list_separators)
     return build_dataset(raw, rating_threshold=rating_threshold, k_core=k_core)
 
 
@@ -107,7 +108,10 @@ def train_model(model_name: str, *, dataset: str, split_name: str, seed: int, mo
                 train_params: dict, out: Path | None = None, resume: bool = False,
                 progress: bool = True, split_params: dict | None = None, role: str = "baseline") -> tuple[Path, dict]:
     """Load, split, train one model through the one loop, evaluate it, write a run directory."""
+    from distillrec.params import check_model_params
+
     model_cls = registered_model(model_name)  # unknown names fail before any work
+    model_params = check_model_params(model_name, model_params)
     train_config = make_train_config(train_params, seed)
     run_dir = runs.new_run_dir(out, f"{model_name}-{Path(dataset).name}")
     if resume and not (run_dir / "checkpoints").exists():

@@ -22,17 +22,25 @@ ENTRY = "entry.json"  # the stage's row of the aggregate metrics.json
 
 def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True) -> dict:
     from distillrec.data.splitting import make_seeded_split
+    from distillrec.data.stats import attribute_warnings
+    from distillrec.params import check_experiment
 
+    check_experiment(config)  # a config built in code gets the checks a loaded one had
     out = Path(out)
     started = time.perf_counter()
     say = console.print if progress else (lambda *a, **k: None)
 
     say(f"[bold]data[/] {config.data.dataset} · split {config.split.name}")
     ds = experiment.load_dataset(config.data.dataset, mapping=config.data.mapping,
-                                 rating_threshold=config.data.rating_threshold, k_core=config.data.k_core)
+                                 rating_threshold=config.data.rating_threshold, k_core=config.data.k_core,
+                                 list_separators=config.data.list_separators)
+    for warning in attribute_warnings(ds):
+        say(f"[yellow]warning:[/] {warning}", highlight=False)
     split = make_seeded_split(ds, config.split.name, config.seed, **config.split.params)
-    data_key = content_key(config.data.model_dump(mode="json"), config.split.model_dump(mode="json"),
-                           config.seed, ds.fingerprint)
+    # Unset list_separators stay out of the key, so runs made before the option keep their cache.
+    data_options = config.data.model_dump(mode="json", exclude=None if config.data.list_separators
+                                          else {"list_separators"})
+    data_key = content_key(data_options, config.split.model_dump(mode="json"), config.seed, ds.fingerprint)
     base_config = {"dataset": config.data.dataset, "data": _data_options(config), "split": config.split.name,
                    "split_params": split.params, "seed": config.seed}
     models: dict[str, dict] = {}
@@ -89,7 +97,8 @@ def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True
 
 def _data_options(config: ExperimentConfig) -> dict:
     return {k: v for k, v in {"mapping": config.data.mapping, "rating_threshold": config.data.rating_threshold,
-                              "k_core": config.data.k_core}.items() if v}
+                              "k_core": config.data.k_core, "list_separators": config.data.list_separators}.items()
+            if v}
 
 
 def _cached(stage: Stage, say, work) -> dict:

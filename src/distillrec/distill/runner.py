@@ -79,11 +79,13 @@ def distill_student(teacher_run: str | Path | TeacherRun, student: str, kd_spec:
     from distillrec.distill.objective import DistillObjective, normalise_spec
     from distillrec.distill.weighting import WEIGHTINGS
     from distillrec.experiment import fit_model, make_train_config, registered_model
+    from distillrec.params import check_kd, check_model_params
     from distillrec.transfer import INIT_METHODS, init_from_teacher
 
     # Everything the user typed is checked before the teacher is loaded or anything written.
     model_cls = registered_model(student)
-    spec = normalise_spec(kd_spec) if kd_spec else {}
+    model_params = check_model_params(student, {"dim": dim, **(model_params or {})})
+    spec = normalise_spec(check_kd(kd_spec)) if kd_spec else {}
     WEIGHTINGS.get(weighting)
     if init is not None and init not in INIT_METHODS:
         raise DistillrecError(f"unknown init {init!r}; expected one of: {', '.join(INIT_METHODS)}")

@@ -141,6 +141,12 @@ class ContentStudent(Recommender):
                                     content_dim=dim if history else 0, **shared)
         self.uses_history = history
 
+    #: what the type hints of build and `__init__` (where **params go) cannot say; see distillrec.params
+    params_schema = {"buckets": {"ge": 2}, "dim": {"ge": 1}, "text_dim": {"ge": 1}, "feature_dim": {"ge": 1},
+                     "hidden": {"ge": 1}, "id_dropout": {"ge": 0, "lt": 1}, "max_history": {"ge": 1},
+                     "history_dropout": {"ge": 0, "lt": 1}, "history_prior": {"ge": 0}, "temperature": {"gt": 0},
+                     "rec_loss": {"choices": REC_LOSSES.names}}
+
     @classmethod
     def build(cls, dataset: Dataset, split: Split, *, buckets: int = 1 << 14,
               user_columns: Sequence[FeatureColumn | Mapping[str, Any]] = DEFAULT_USER_COLUMNS,

@@ -27,6 +27,9 @@ class MatrixFactorization(Recommender):
         nn.init.xavier_normal_(self.user_embedding.weight, generator=generator)
         nn.init.xavier_normal_(self.item_embedding.weight, generator=generator)
 
+    #: what the type hints of `build` cannot say (checked at config load: distillrec.params)
+    params_schema = {"dim": {"ge": 1}, "rec_loss": {"choices": REC_LOSSES.names}}
+
     @classmethod
     def build(cls, dataset, split, dim: int = 64, rec_loss: str = "bpr", seed: int = 0) -> "MatrixFactorization":
         return cls(split.n_users, split.n_items, dim=dim, rec_loss=rec_loss, seed=seed)

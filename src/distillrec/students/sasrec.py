@@ -75,6 +75,11 @@ class SASRec(Recommender):
         self.register_buffer("history", torch.zeros(n_users, max_len, dtype=torch.long), persistent=False)
         self._init_weights(torch.Generator().manual_seed(seed))
 
+    #: what the type hints of `__init__` (where build's **params go) cannot say; see distillrec.params
+    params_schema = {"dim": {"ge": 1}, "n_layers": {"ge": 1}, "n_heads": {"ge": 1}, "inner_size": {"ge": 1},
+                     "max_len": {"ge": 1}, "dropout": {"ge": 0, "lt": 1}, "attn_dropout": {"ge": 0, "lt": 1},
+                     "rec_loss": {"choices": REC_LOSSES.names}}
+
     @classmethod
     def build(cls, dataset, split, **params) -> "SASRec":
         return cls(split.n_users, split.n_items, **params)

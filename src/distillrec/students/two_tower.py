@@ -178,6 +178,11 @@ class TwoTower(Recommender):
             self.item_tower = Tower(n_ids=n_items if use_ids else 0, encoder=item_encoder,
                                     content_dim=0 if content is None else content.shape[1], **shared)
 
+    #: what the type hints of build and `__init__` (where **params go) cannot say; see distillrec.params
+    params_schema = {"dim": {"ge": 1}, "feature_dim": {"ge": 1}, "hidden": {"ge": 1},
+                     "id_dropout": {"ge": 0, "lt": 1}, "temperature": {"gt": 0},
+                     "rec_loss": {"choices": REC_LOSSES.names}}
+
     @classmethod
     def build(cls, dataset: Dataset, split: Split, *,
               user_columns: Sequence[FeatureColumn | Mapping[str, Any]] = DEFAULT_USER_COLUMNS,

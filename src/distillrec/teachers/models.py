@@ -165,6 +165,14 @@ class LMTeacher(Recommender):
         #: the language model's side of the cost (set by `build`: size, encoding time, cache hit).
         self.text_cost: dict[str, Any] = {}
 
+    #: what the type hints of build and `__init__` (where **params go) cannot say; None: set by
+    #: build itself, not a config parameter (see distillrec.params)
+    params_schema = {"lora_r": {"ge": 1}, "lora_alpha": {"gt": 0}, "lora_dropout": {"ge": 0, "lt": 1},
+                     "dim": {"ge": 1}, "feature_dim": {"ge": 1}, "hidden": {"ge": 1}, "heads": {"ge": 1},
+                     "max_history": {"ge": 1}, "history_dropout": {"ge": 0, "lt": 1}, "id_dropout": {"ge": 0, "lt": 1},
+                     "temperature": {"gt": 0}, "rec_loss": {"choices": REC_LOSSES.names}, "lm_steps": {"ge": 0},
+                     "lm_items_per_step": {"ge": 1}, "text_encoder": None, "language_model": None, "item_texts": None}
+
     @classmethod
     def build(cls, dataset: Dataset, split: Split, *, mode: Mode = "frozen", encoder: str | None = None,
               template: str = DEFAULT_ITEM_TEMPLATE, cache_dir: str | os.PathLike | None = None,
