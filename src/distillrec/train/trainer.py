@@ -145,6 +145,8 @@ class Trainer:
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         self._trained.to(self.device)
+        if not any(p.requires_grad for p in self._trained.parameters()):
+            return self._validate_only()
         batch_size = config.batch_size or model.default_batch_size
         batches = make_batches(model, self.split.train, self.split.n_users, self.split.n_items,
                                n_negatives=config.n_negatives, sampler=config.sampler, device=self.device)
@@ -199,6 +201,18 @@ class Trainer:
         if writes:
             artifacts.write_json(self.run_dir / RESULT, result.to_dict())
         distributed.barrier()  # the run's files are complete before any rank moves on
+        return result
+
+    def _validate_only(self) -> TrainResult:
+        """A model solved in closed form (EASE, a fixed ensemble) has nothing to train: one
+        validation, recorded as epoch 0, so its run has the same shape as a trained one."""
+        started = time.perf_counter()
+        valid = self.validate()
+        record = {"epoch": 0, "loss": 0.0, "losses": {}, "train_seconds": 0.0,
+                  "eval_seconds": time.perf_counter() - started, "valid": valid}
+        result = TrainResult([record], 0, valid, 0.0, False)
+        if self.run_dir is not None and distributed.is_main():
+            artifacts.write_json(self.run_dir / RESULT, result.to_dict())
         return result
 
     def _train_epoch(self, epoch: int, batches, batch_size: int, optimizer: torch.optim.Optimizer,
