@@ -262,7 +262,7 @@ class TextEncoder:
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = True) -> torch.Tensor:
         """Vectors for `texts` as a float32 CPU tensor [len(texts), dim], in input order."""
-        from tqdm.auto import tqdm
+        from distillrec.console import progress_bar
 
         texts = list(texts)
         if batch_size < 1:
@@ -271,8 +271,8 @@ class TextEncoder:
         # Longest first: batches of similar length waste little on padding, and a batch too
         # large for memory fails at the start rather than at the end.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        with tqdm(total=len(texts), desc=f"encoding with {self.name}", unit="text",
-                  disable=not progress) as bar:
+        with progress_bar(total=len(texts), desc=f"encoding with {self.name}", unit="text",
+                          disable=not progress) as bar:
             for start in range(0, len(texts), batch_size):
                 index = order[start:start + batch_size]
                 vectors = self._backend.embed([texts[i] for i in index]).float()

@@ -29,9 +29,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from distillrec import artifacts
+from distillrec.console import progress_bar
 from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
 from distillrec.evaluation.evaluator import ACCURACY_METRICS, HISTORY_PARTS, Evaluator
@@ -171,8 +171,8 @@ class Trainer:
                 best_weights = artifacts.read_tensors(self.run_dir / BEST_WEIGHTS)
 
         progress = self.progress and distributed.is_main()
-        epochs = tqdm(range(state.epoch + 1, config.epochs + 1), desc="epochs", unit="epoch",
-                      disable=not progress or state.stopped_early, dynamic_ncols=True)
+        epochs = progress_bar(range(state.epoch + 1, config.epochs + 1), desc="epochs", unit="epoch",
+                              disable=not progress or state.stopped_early)
         for epoch in epochs:
             if state.stopped_early:
                 break
@@ -228,8 +228,7 @@ class Trainer:
         # Sums stay on the device; reading them (a sync) happens only for the progress bar.
         sums: dict[str, torch.Tensor] = {}
         started = time.perf_counter()
-        bar = tqdm(source, total=n_batches, desc=f"epoch {epoch}",
-                   leave=False, disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(source, total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not progress)
         step = 0
         for step, batch in enumerate(bar, start=1):
             terms = loss_terms(batch)
