@@ -98,5 +98,6 @@ def test_train_rejects_bad_options_before_writing(tmp_path, monkeypatch, capsys)
     assert run_cli("train", "--model", "mf", "--lr", "-1") == 2
     assert "training option lr" in capsys.readouterr().err
     assert run_cli("train", "--model", "lightgcn") == 2
-    assert "unknown model 'lightgcn'; expected one of: content, lm-teacher, mf, sasrec, two-tower" in " ".join(capsys.readouterr().err.split())
+    err = " ".join(capsys.readouterr().err.split())
+    assert "unknown model 'lightgcn'; expected one of:" in err and "mf, sasrec, two-tower" in err
     assert list(tmp_path.iterdir()) == []
