@@ -7,7 +7,7 @@ Three ways to score, per batch size:
   every request (for SASRec: its encoder over the history, the last block at the last position);
 - `served`: what is deployed. A student bundle holds every user's vector (refreshed when the
   user's history changes, not per request), so a request is a lookup plus the catalog product
-  (`distillrec.serving.bundle.serving_vectors`). The teacher gets its best deployable case: its
+  (`Recommender.serving_vectors`). The teacher gets its best deployable case: its
   user-tower vectors cached the same way, plus its item-to-item term, which is a sum over the
   history of n_items-wide rows and cannot be cached short of caching every score.
 Each model is built at its benchmark size on the dataset (the teacher as in BENCHMARKS.md:
@@ -30,7 +30,6 @@ import torch
 
 from distillrec.evaluation.efficiency import scoring_latency_ms
 from distillrec.experiment import prepare, registered_model
-from distillrec.serving.bundle import serving_vectors
 
 TEACHER = {"dim": 128, "hidden": 256, "heads": 2, "max_history": 100, "item_item": True, "temperature": 0.1}
 MODELS = {  # name -> (registered model, split, params)
@@ -52,11 +51,9 @@ class FromHistory(torch.nn.Module):
         if hasattr(model, "text_embeddings"):        # LMTeacher: attention over history + item-item term
             items = model.item_vectors(model._current_text())
             self.score = lambda users: model._scores(users, items)
-        elif hasattr(model, "similarity_scores"):    # two-tower
+        else:                                         # the model contract: item side cached once
             items = model.item_vectors()
-            self.score = lambda users: model.similarity_scores(model.user_vectors(users), items)
-        else:                                         # MF, SASRec: item vectors are a table already
-            self.score = model.score
+            self.score = lambda users: model.similarity(model.user_vectors(users), items)
 
 
 class Served(torch.nn.Module):
@@ -77,7 +74,7 @@ class Served(torch.nn.Module):
                 return scores
             self.score = score
         else:
-            vectors = serving_vectors(model)
+            vectors = model.serving_vectors()
             users, items = vectors["user"], vectors["item"]
             self.score = lambda batch: users[batch] @ items.T
 

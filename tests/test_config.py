@@ -52,3 +52,51 @@ def test_shipped_configs_are_valid():
 def test_parse_config_accepts_a_dict():
     config = parse_config({"seed": 3, "students": [{"name": "mf32", "params": {"dim": 32}}]})
     assert config.seed == 3 and config.students[0].params == {"dim": 32}
+
+
+def test_students_may_be_any_registered_model():
+    config = parse_config({"students": [{"name": "c", "model": "content", "params": {"text_dim": 32}}]})
+    assert config.students[0].model == "content"
+    with pytest.raises(DistillrecError, match=r"config: students.0.model: unknown model 'lightgcn'; expected one of"):
+        parse_config({"students": [{"name": "g", "model": "lightgcn"}]})
+
+
+# A mistyped and a misspelt parameter for a student, the teacher and a distillation term.
+BAD_PARAMS = [
+    ("students:\n  - {name: mf, model: mf, params: {dim: sixty}}\n",
+     "students.0.params.dim: expected an integer >= 1, got 'sixty'"),
+    ("students:\n  - {name: mf, model: mf, params: {dimm: 64}}\n",
+     "students.0.params.dimm: unknown parameter of model 'mf' (did you mean 'dim'?)"),
+    ("teacher:\n  params: {heads: two}\n", "teacher.params.heads: expected an integer >= 1, got 'two'"),
+    ("teacher:\n  params: {hiden: 256}\n", "teacher.params.hiden: unknown parameter of model 'lm-teacher' "
+                                           "(did you mean 'hidden'?)"),
+    ("distilled:\n  - {name: kd, student: mf, kd: {feature: {kind: l2}}}\n",
+     "distilled.0.kd.feature.kind: expected 'mse' or 'cosine', got 'l2'"),
+    ("distilled:\n  - {name: kd, student: mf, kd: {neighbour-graph: {anchor: 64}}}\n",
+     "distilled.0.kd.neighbour-graph.anchor: unknown parameter of distillation method 'neighbour-graph' "
+     "(did you mean 'anchors'?)"),
+    ("students:\n  - {name: mf, train: {lr: fast}}\n", "students.0.train.lr: expected a number > 0, got 'fast'"),
+    ("split:\n  name: cold-user\n  params: {reveals: 5}\n", "split.params.reveals: unknown parameter of split"),
+]
+
+
+@pytest.mark.parametrize("command", ["run", "config show"])
+@pytest.mark.parametrize("text, message", BAD_PARAMS)
+def test_run_refuses_bad_parameters_at_load_in_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys,
+                                                                           command, text, message):
+    import time
+
+    from distillrec.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, "name: bad\n" + text)
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command.split(), str(path), *(["--out", str(out)] if command == "run" else [])])
+    assert exit_info.value.code == 2
+    assert time.perf_counter() - started < 30  # the baseline and teacher alone take minutes
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"{path}: {message}" in lines[0] and "Traceback" not in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["exp.yaml"]

@@ -5,20 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from distillrec import runs
-from distillrec.data.dataset import Dataset, build_dataset
+from distillrec.data.dataset import Dataset
+from distillrec.data.sources import load_dataset  # noqa: F401  (re-exported for older callers)
 from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
 
 DEFAULT_KS = (10, 20)
-
-
-def load_dataset(name_or_path: str, *, mapping: dict | None = None, sep: str | None = None,
-                 rating_threshold: float | None = None, k_core: int = 0,
-                 list_separators: dict | None = None) -> Dataset:
-    from distillrec.data.sources import load_raw
-
-    raw = load_raw(name_or_path, mapping=mapping, sep=sep, list_separators=list_separators)
-    return build_dataset(raw, rating_threshold=rating_threshold, k_core=k_core)
 
 
 def prepare(dataset: str, split_name: str, seed: int, *, mapping: dict | None = None,
@@ -131,6 +123,8 @@ def registered_model(name: str):
 
     if name not in MODELS:
         import distillrec.teachers.models  # noqa: F401  (teachers load transformers: only when asked)
+        import distillrec.teachers.ease  # noqa: F401
+        import distillrec.teachers.ensemble  # noqa: F401
     return MODELS.get(name)
 
 

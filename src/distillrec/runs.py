@@ -62,9 +62,45 @@ def write_run(run_dir: Path, *, dataset: Dataset, split: Split, models: dict, co
 
 
 def save_model(run_dir: Path, name: str, params: dict, model) -> None:
-    """Weights (safetensors) and what is needed to rebuild the model (model.json)."""
+    """Weights (safetensors) and what is needed to rebuild the model (model.json: its
+    registry name, params and `saved_state`, which lets a bundle rebuild it without data)."""
     artifacts.write_tensors(run_dir / "model" / "weights.safetensors", model.state_dict())
-    artifacts.write_json(run_dir / "model" / "model.json", {"name": name, "params": params})
+    artifacts.write_json(run_dir / "model" / "model.json", {"name": name, "params": params,
+                                                            "state": model.saved_state()})
+
+
+def load_model(path: str | Path, *, dataset: Dataset | None = None, split: Split | None = None):
+    """The one way to rebuild a trained model: from a run directory (`distillrec train`,
+    `distill`, a pipeline stage, `distillrec.save`) or a bundle, every file's sha256 checked
+    first. A run's model is built on its data (`dataset` / `split` when the caller holds them,
+    else the run's own, fingerprint-checked); a bundle's from its weights alone (`restore`).
+    The model comes back in eval mode, bound to its id maps, with everything it was trained
+    and evaluated on as history (so `recommend` leaves out what each user has seen)."""
+    from distillrec.errors import ArtifactError
+    from distillrec.students.base import IdMaps, model_class
+
+    path = Path(path)
+    if not (path / artifacts.MANIFEST).exists():
+        raise ArtifactError(f"{path}: not a run directory or bundle (no {artifacts.MANIFEST})")
+    manifest = artifacts.verify_manifest(path)
+    if not (path / "model" / "model.json").exists():
+        raise ArtifactError(f"{path}: holds no trained model (only baselines); nothing to load")
+    spec = artifacts.read_json(path / "model" / "model.json")
+    tensors = artifacts.read_tensors(path / "model" / "weights.safetensors")
+    cls = model_class(spec["name"])
+    if manifest.get("kind") == "bundle":
+        model = cls.restore(spec["params"], tensors, spec.get("state", {}))
+        ids = IdMaps(*(artifacts.read_parquet(path / "ids" / f"{side}s.parquet")[f"{side}_id"].to_numpy()
+                       for side in ("user", "item")))
+        history = artifacts.read_parquet(path / "seen.parquet")
+    else:
+        if dataset is None or split is None:
+            dataset, split, _ = load_run_data(path)
+        model = cls.build(dataset, split, **spec["params"])
+        model.load_state_dict(tensors)
+        ids, history = IdMaps.of(dataset), split.history("all")
+        model.data = (dataset, split)  # what `distillrec.save` and `evaluate` reuse
+    return model.bind(ids, history).eval()
 
 
 def load_run_data(run_dir: Path):
@@ -72,8 +108,8 @@ def load_run_data(run_dir: Path):
 
     The dataset is reloaded from the recorded config and must have the recorded fingerprint,
     so a run is never re-scored (or distilled from) on different data by accident."""
+    from distillrec.data.sources import load_dataset
     from distillrec.errors import ArtifactError
-    from distillrec.experiment import load_dataset
 
     run_dir = Path(run_dir)
     if not (run_dir / artifacts.MANIFEST).exists():
@@ -91,14 +127,9 @@ def load_run_data(run_dir: Path):
 def load_run(run_dir: Path):
     """A trained run, verified against its manifest: (dataset, split, model, metrics)."""
     from distillrec.errors import ArtifactError
-    from distillrec.experiment import registered_model
 
     run_dir = Path(run_dir)
     if (run_dir / artifacts.MANIFEST).exists() and not (run_dir / "model" / "model.json").exists():
         raise ArtifactError(f"{run_dir}: holds no trained model (only baselines); nothing to re-evaluate")
     dataset, split, metrics = load_run_data(run_dir)
-    spec = artifacts.read_json(run_dir / "model" / "model.json")
-    model = registered_model(spec["name"]).build(dataset, split, **spec["params"])
-    model.load_state_dict(artifacts.read_tensors(run_dir / "model" / "weights.safetensors"))
-    model.eval()
-    return dataset, split, model, metrics
+    return dataset, split, load_model(run_dir, dataset=dataset, split=split), metrics

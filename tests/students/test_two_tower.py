@@ -88,8 +88,8 @@ def test_cold_users_and_items_score_from_features_alone(dataset, split):
     with torch.no_grad():
         users = model.encode_users(new_users)
         items = model.encode_items(new_items, torch.randn(2, 5))
-        scores = model.similarity_scores(users, items)
-        catalog = model.similarity_scores(users, model.item_vectors())
+        scores = model.similarity(users, items)
+        catalog = model.similarity(users, model.item_vectors())
     assert scores.shape == (3, 2) and torch.isfinite(scores).all() and torch.isfinite(catalog).all()
     assert not torch.allclose(catalog[0], catalog[1])  # different attributes, different scores
     assert not torch.allclose(scores[:, 0], scores[:, 1])

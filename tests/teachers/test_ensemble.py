@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from distillrec import experiment
+from distillrec.data import sources
 from distillrec.data.dataset import RawData, build_dataset
 from distillrec.data.splitting import random_split
 from distillrec.errors import DistillrecError
@@ -63,7 +64,7 @@ def runs(tmp_path_factory):
 
 def test_weights_chosen_on_validation_favour_the_informative_component(runs, monkeypatch):
     dataset, split, paths, cache = runs
-    monkeypatch.setattr(experiment, "load_dataset", lambda *a, **k: dataset)  # "tiny" is not a built-in name
+    monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: dataset)  # "tiny" is not a built-in name
     ensemble = EnsembleTeacher.build(dataset, split, component_runs=[str(paths["ease"]), str(paths["mf"])],
                                      grid_step=0.25, cache_dir=cache, template="{title}")
     weights = ensemble.selection["weights"]
@@ -82,7 +83,7 @@ def test_weights_chosen_on_validation_favour_the_informative_component(runs, mon
 
 def test_bad_weights_and_foreign_splits_are_refused(runs, monkeypatch):
     dataset, split, paths, cache = runs
-    monkeypatch.setattr(experiment, "load_dataset", lambda *a, **k: dataset)
+    monkeypatch.setattr(sources, "load_dataset", lambda *a, **k: dataset)
     with pytest.raises(DistillrecError, match="summing to 1"):
         EnsembleTeacher.build(dataset, split, component_runs=[str(paths["ease"]), str(paths["mf"])],
                               weights=[0.7, 0.7], cache_dir=cache, template="{title}")

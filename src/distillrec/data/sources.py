@@ -15,7 +15,18 @@ from distillrec.data.dataset import RawData
 from distillrec.data.readers import read_directory, read_recbole, read_tables
 from distillrec.errors import DataError
 
-__all__ = ["available_datasets", "load_raw", "resolve_builtin"]
+__all__ = ["available_datasets", "load_dataset", "load_raw", "resolve_builtin"]
+
+
+def load_dataset(name_or_path: str | os.PathLike, *, mapping: Mapping[str, str] | None = None,
+                 sep: str | None = None, rating_threshold: float | None = None, k_core: int = 0,
+                 list_separators: Mapping[str, str] | None = None):
+    """A validated Dataset (tables + id maps) from a built-in name or the user's own files;
+    see `load_raw` for the sources and `build_dataset` for the options."""
+    from distillrec.data.dataset import build_dataset
+
+    raw = load_raw(name_or_path, mapping=mapping, sep=sep, list_separators=list_separators)
+    return build_dataset(raw, rating_threshold=rating_threshold, k_core=k_core)
 
 
 def load_raw(name_or_path: str | os.PathLike, *, mapping: Mapping[str, str] | None = None,

@@ -97,46 +97,6 @@ def parse_spec(text: str) -> dict[str, Any]:
     return normalise_spec(spec)
 
 
-# --- what the objective reads from a student ---------------------------------------------------
-
-def batch_user_vectors(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """The student's user vector of every batch row [B, d]."""
-    if model.batch_kind == "sequences":
-        # The state after the window's last item: seq[:, 1:] is the window without its oldest slot.
-        return model.encode(batch["seq"][:, 1:], last_only=True)[:, -1]
-    if hasattr(model, "user_vectors"):
-        return model.user_vectors(batch["user"])
-    return model.representations()["user"][batch["user"]]
-
-
-def item_vectors(model: nn.Module, items: torch.Tensor | None = None) -> torch.Tensor:
-    """Student vectors of `items` (all items when None): [len(items) or n_items, d]."""
-    if model.batch_kind == "sequences":
-        table = model.item_embedding.weight[1:]  # row 0 is padding
-    elif hasattr(model, "item_vectors"):
-        return model.item_vectors(items)
-    else:
-        table = model.representations()["item"]
-    return table if items is None else table[items]
-
-
-def student_scores(model: nn.Module, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Scores as the student ranks: users [B, d] x items [B, C, d] -> [B, C] or [N, d] -> [B, N]."""
-    if hasattr(model, "similarity_scores"):  # two-tower: dot or cosine / temperature
-        return model.similarity_scores(users, items)
-    if items.dim() == 3:
-        return torch.einsum("bd,bcd->bc", users, items)
-    return users @ items.T
-
-
-def batch_items(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """The items a batch trains on (positives; the window's items for sequences), unique."""
-    if model.batch_kind == "sequences":
-        seq = batch["seq"]
-        return (seq[seq > 0] - 1).unique()
-    return batch["pos"].unique()
-
-
 class BatchView:
     """What the terms share for one batch, computed at most once: user rows, their student
     vectors and the student's full item table."""
@@ -150,18 +110,18 @@ class BatchView:
     @property
     def user_vectors(self) -> torch.Tensor:
         if self._user_vectors is None:
-            self._user_vectors = batch_user_vectors(self.model, self.batch)
+            self._user_vectors = self.model.distill_user_vectors(self.batch)
         return self._user_vectors
 
     @property
     def item_table(self) -> torch.Tensor:
         if self._item_table is None:
-            self._item_table = item_vectors(self.model)
+            self._item_table = self.model.item_vectors()
         return self._item_table
 
     def scores(self, items: torch.Tensor) -> torch.Tensor:
         """Student scores of per-row candidates [B, C]."""
-        return student_scores(self.model, self.user_vectors, self.item_table[items])
+        return self.model.similarity(self.user_vectors, self.item_table[items])
 
 
 # --- the terms -------------------------------------------------------------------------------
@@ -244,7 +204,7 @@ class FeatureTerm(Term):
             losses.append(feature_loss(view.user_vectors[rows], self.knowledge.user[view.users[rows]],
                                        self.projector, kind=o["kind"]))
         if o["on"] in ("both", "item"):
-            items = batch_items(view.model, view.batch)
+            items = view.model.distill_items(view.batch)
             losses.append(feature_loss(view.item_table[items], self.knowledge.item[items], self.projector,
                                        kind=o["kind"]))
         return sum(losses) / len(losses)
@@ -266,7 +226,7 @@ class ContrastiveTerm(Term):
     def forward(self, view, generator):
         o = self.options
         rows = _subsample(_unique_rows(view), o["max_rows"], generator)
-        items = _subsample(batch_items(view.model, view.batch), o["max_rows"], generator)
+        items = _subsample(view.model.distill_items(view.batch), o["max_rows"], generator)
         user_loss = info_nce(self.projector(view.user_vectors[rows]), self.knowledge.user[view.users[rows]],
                              o["temperature"], o["symmetric"])
         item_loss = info_nce(self.projector(view.item_table[items]), self.knowledge.item[items],
@@ -290,7 +250,7 @@ class _RelationTerm(Term):
     def forward(self, view, generator):
         o, losses = self.options, []
         if o["on"] in ("both", "item"):
-            items = _subsample(batch_items(view.model, view.batch), o["max_rows"], generator)
+            items = _subsample(view.model.distill_items(view.batch), o["max_rows"], generator)
             losses.append(self.loss(view.item_table[items], self.knowledge.item[items]))
         if o["on"] in ("both", "user"):
             rows = _subsample(_unique_rows(view), o["max_rows"], generator)
@@ -333,7 +293,7 @@ class NeighbourGraphTerm(Term):
 
     def forward(self, view, generator):
         o = self.options
-        anchors = _subsample(batch_items(view.model, view.batch), o["anchors"], generator)
+        anchors = _subsample(view.model.distill_items(view.batch), o["anchors"], generator)
         return neighbour_graph(view.item_table, self.knowledge.knn_items[anchors, :o["k"]],
                                temperature=o["temperature"], anchors=anchors)
 
@@ -395,7 +355,7 @@ class RankingTerm(_TopKTerm):
         if o["weighting"] == "position":
             return ranking_distillation(margins, lam=o["lam"], reduction="none")
         with torch.no_grad():  # where the student ranks the teacher's items, over the full catalog
-            ranks = catalogue_ranks(scores, student_scores(view.model, view.user_vectors, view.item_table))
+            ranks = catalogue_ranks(scores, view.model.similarity(view.user_vectors, view.item_table))
         if o["weighting"] == "hybrid":
             weights = rank_discrepancy_weights(ranks, o["lam"], o["mu"])
         else:
@@ -445,7 +405,7 @@ class ResponseTerm(_TopKTerm):
     def forward(self, view, generator):
         o, users, k = self.options, view.users, self.options["k"]
         if o["candidates"] == "full":
-            student = student_scores(view.model, view.user_vectors, view.item_table)
+            student = view.model.similarity(view.user_vectors, view.item_table)
             teacher = self.teacher_scores[users]
         else:
             rest = self.random_items(view, o["negatives"], generator)
@@ -510,7 +470,7 @@ class DistillObjective(nn.Module):
         self.confidence = confidence
         self.knowledge = _KnowledgeBuffers(knowledge)
         with torch.no_grad():
-            n_items, student_dim = item_vectors(student).shape
+            n_items, student_dim = student.item_vectors().shape
         if n_items != self.knowledge.item.shape[0]:
             raise DistillrecError(f"the knowledge covers {self.knowledge.item.shape[0]} items but the student "
                                   f"has {n_items}; build the student on the teacher's split")

@@ -2,9 +2,11 @@
 
 ```
 BUNDLE/
-  manifest.json            kind "bundle", format, model (name, params, similarity), metrics,
-                           config, versions, data fingerprint, source run, ONNX inputs, sha256 of every file
-  model/model.json, model/weights.safetensors   the student, loadable in PyTorch
+  manifest.json            kind "bundle", format, model (name, params, serving: what the service
+                           needs to know, from `Recommender.serving_spec`), metrics, config,
+                           versions, data fingerprint, source run, ONNX inputs, sha256 of every file
+  model/model.json, model/weights.safetensors   the student, loadable in PyTorch without its
+                           data (`distillrec.load_model(bundle)`: `Recommender.restore`)
   vectors.safetensors      serving vectors: "user" [n_users, d], "item" [n_items, d];
                            score(user, item) = user · item, equal to the model's score;
                            content student: also "item_raw", the item tower's output that
@@ -13,7 +15,7 @@ BUNDLE/
   items.parquet            item metadata to serve (title, year, genres where the data has them)
   users.parquet            user attributes (the features the two-tower student reads)
   seen.parquet             every (user, item) of the run's data: what `exclude_seen` hides
-  encoders.json            two-tower and content: fitted feature vocabularies and buckets
+  encoders.json            feature towers: fitted feature vocabularies and buckets
   onnx/user_tower.onnx, onnx/item_tower.onnx    the scoring towers (see serving/export.py)
 ```
 
@@ -34,9 +36,7 @@ from distillrec import artifacts, runs
 from distillrec.errors import ArtifactError, DistillrecError
 
 KIND = "bundle"
-FORMAT = 1
-SUPPORTED = ("mf", "two-tower", "content")
-FEATURE_MODELS = ("two-tower", "content")  # students with attribute towers (and encoders.json)
+FORMAT = 2  # 2: the manifest's model.serving replaces decisions by model name
 SELECT_METRIC = "ndcg@10"  # picks the default model of a `distillrec run` output, on validation
 _ITEM_COLUMNS = ("title", "year", "genres")
 
@@ -66,30 +66,10 @@ class Bundle:
         return self.manifest["onnx"][graph]
 
     def load_model(self):
-        """The student as a PyTorch module (weights from model/weights.safetensors)."""
-        from distillrec.experiment import registered_model
-        from distillrec.students.features import FeatureEncoder
+        """The student as a PyTorch module, rebuilt from the bundle alone (hashes checked)."""
+        from distillrec.runs import load_model
 
-        spec = self.manifest["model"]
-        tensors = artifacts.read_tensors(self.path / "model" / "weights.safetensors")
-        if spec["name"] == "mf":
-            n_users, dim = tensors["user_embedding.weight"].shape
-            model = registered_model("mf")(n_users, len(tensors["item_embedding.weight"]), dim=dim)
-        else:
-            params = {k: v for k, v in spec["params"].items() if k not in ("user_columns", "item_columns")}
-            extra = ({"title_tokens": tensors["title_tokens"]} if spec["name"] == "content"
-                     else {"content": tensors.get("content")})
-            model = registered_model(spec["name"])(
-                user_encoder=FeatureEncoder.from_dict(self.encoders["user"]),
-                item_encoder=FeatureEncoder.from_dict(self.encoders["item"]),
-                user_features={k[len("user_table.column_"):]: v for k, v in tensors.items()
-                               if k.startswith("user_table.column_")},
-                item_features={k[len("item_table.column_"):]: v for k, v in tensors.items()
-                               if k.startswith("item_table.column_")},
-                user_has_id=tensors["user_has_id"], item_has_id=tensors["item_has_id"], **extra, **params)
-        model.load_state_dict(tensors)
-        model.set_history(self.seen)  # what the exported vectors saw (history-pooling models)
-        return model.eval()
+        return load_model(self.path)
 
 
 def resolve_model_dir(run: Path, model: str | None = None) -> tuple[Path, str]:
@@ -135,25 +115,6 @@ def default_model(roles: dict[str, str], models: dict[str, dict]) -> str:
     return max(pool, key=lambda n: (models.get(n, {}).get("valid", {}).get(SELECT_METRIC, float("-inf")), n))
 
 
-def serving_vectors(student) -> dict:
-    """{"user", "item"} in serving space, where a dot product equals `student.score` (cosine
-    towers are normalised, users scaled by 1/temperature); the content student also keeps its
-    raw item vectors ("item_raw") to pool new users' histories. Users as of the current history."""
-    import torch
-
-    from distillrec.students.content import ContentStudent
-
-    with torch.no_grad():
-        vectors = {k: v.detach().float() for k, v in student.representations().items()}
-    raw_items = vectors["item"]
-    if getattr(student, "similarity", "dot") == "cosine":
-        vectors = {"user": torch.nn.functional.normalize(vectors["user"], dim=-1) / student.temperature,
-                   "item": torch.nn.functional.normalize(vectors["item"], dim=-1)}
-    if isinstance(student, ContentStudent):
-        vectors["item_raw"] = raw_items
-    return vectors
-
-
 def export_bundle(run: str | Path, out: str | Path, *, model: str | None = None) -> Path:
     """Write a bundle for one trained student of `run`. Everything is checked (run hashes,
     model kind, `out` free) before anything is written, and the bundle appears atomically."""
@@ -166,39 +127,32 @@ def export_bundle(run: str | Path, out: str | Path, *, model: str | None = None)
         raise DistillrecError(f"--out {out}: already exists; give a new directory")
     model_dir, name = resolve_model_dir(Path(run), model)
     spec = artifacts.read_json(model_dir / "model" / "model.json")
-    if spec["name"] not in SUPPORTED:
-        raise DistillrecError(f"{model_dir}: a {spec['name']!r} model cannot be exported; "
-                              f"bundles serve {' and '.join(SUPPORTED)} students")
     dataset, split, student, metrics = runs.load_run(model_dir)
+    graphs = student.export_graphs()  # a model without tower graphs says so here, before any write
     entry = metrics["models"].get(name) or next(iter(metrics["models"].values()))
     seen = _seen(split)
     student.set_history(seen)  # serving knows every interaction of the run (history models pool them)
-    vectors = serving_vectors(student)
+    vectors = student.serving_vectors()
+    state = student.saved_state()
     if out.exists():
         out.rmdir()  # an empty directory the user made: the atomic rename needs the name free
     with artifacts.atomic_directory(out) as tmp:
-        shutil.copytree(model_dir / "model", tmp / "model")
+        artifacts.write_tensors(tmp / "model" / "weights.safetensors", student.state_dict())
+        artifacts.write_json(tmp / "model" / "model.json", {**spec, "state": state})
         artifacts.write_tensors(tmp / "vectors.safetensors", vectors)
         runs.write_id_maps(tmp, dataset)
         artifacts.write_parquet(tmp / "items.parquet", _item_table(dataset.items))
         artifacts.write_parquet(tmp / "users.parquet", _user_table(dataset.users))
         artifacts.write_parquet(tmp / "seen.parquet", seen)
-        extra = {}
-        if spec["name"] in FEATURE_MODELS:
-            artifacts.write_json(tmp / "encoders.json", {"user": student.user_encoder.to_dict(),
-                                                         "item": student.item_encoder.to_dict()})
-        if spec["name"] == "two-tower":
-            extra = {"content_dim": None if student.content is None else int(student.content.shape[1])}
-        if spec["name"] == "content":
-            extra = {"buckets": student.buckets, "max_history": student.max_history,
-                     "uses_history": bool(student.uses_history)}
-        onnx_inputs = export_towers(student, spec["name"], tmp / "onnx")
+        if "encoders" in state:  # feature towers: the service encodes raw attributes with them
+            artifacts.write_json(tmp / "encoders.json", state["encoders"])
+        del graphs  # exported below from the model itself
+        onnx_inputs = export_towers(student, tmp / "onnx")
         artifacts.write_manifest(tmp, kind=KIND, extra={
             "format": FORMAT,
             "model": {"name": spec["name"], "label": name, "params": spec["params"],
-                      "similarity": getattr(student, "similarity", "dot"),
-                      "temperature": getattr(student, "temperature", None), "dim": int(vectors["item"].shape[1]),
-                      "n_users": split.n_users, "n_items": split.n_items, **extra},
+                      "serving": student.serving_spec(), "dim": int(vectors["item"].shape[1]),
+                      "n_users": split.n_users, "n_items": split.n_items},
             "metrics": {part: entry.get(part, {}) for part in ("valid", "test")},
             "config": metrics.get("config", {}), "data_fingerprint": metrics.get("data_fingerprint"),
             "source_run": str(model_dir), "onnx": onnx_inputs})

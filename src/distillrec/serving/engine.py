@@ -91,25 +91,26 @@ class Engine:
         from distillrec.serving.export import OnnxTower
 
         model = bundle.manifest["model"]
+        spec = model["serving"]  # the model's serving_spec(), written by the bundle
         towers = {g: OnnxTower(bundle.onnx_path(g), bundle.onnx_inputs(g)) for g in ("user_tower", "item_tower")}
-        featured = model["name"] in ("two-tower", "content")
+        featured = bool(spec["towers"])
         extra = {}
         if featured:
             from distillrec import artifacts
 
             weights = artifacts.read_tensors(bundle.path / "model" / "weights.safetensors")
             extra = {"user_has_id": weights["user_has_id"].numpy(), "item_has_id": weights["item_has_id"].numpy()}
-            if model["name"] == "content":
-                extra["titles"] = {"buckets": model["buckets"], "max_history": model["max_history"],
-                                   "uses_history": model["uses_history"], "item_raw": bundle.item_raw,
+            if spec["title_buckets"]:
+                extra["titles"] = {"buckets": spec["title_buckets"], "max_history": spec["pools_history"] or 0,
+                                   "uses_history": bool(spec["pools_history"]), "item_raw": bundle.item_raw,
                                    "title_tokens": weights["title_tokens"].numpy()}
         return cls(**extra, model_name=model.get("label", model["name"]), user_ids=bundle.user_ids,
                    item_ids=bundle.item_ids, user_vectors=bundle.user_vectors, item_vectors=bundle.item_vectors,
                    seen=bundle.seen, items=bundle.items, users=bundle.users,
                    user_tower=towers["user_tower"] if featured else None,
                    item_tower=towers["item_tower"] if featured else None,
-                   encoders=bundle.encoders if featured else None, similarity=model.get("similarity", "dot"),
-                   temperature=model.get("temperature"), content_dim=model.get("content_dim"),
+                   encoders=bundle.encoders if featured else None, similarity=spec["similarity"],
+                   temperature=spec["temperature"], content_dim=spec["content_dim"],
                    index=index, index_params=index_params)
 
     # --- lookups ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from distillrec.data.dataset import Dataset
@@ -35,10 +36,12 @@ from distillrec.students.base import MODELS, Recommender
 from distillrec.students.features import (
     DEFAULT_ITEM_COLUMNS, DEFAULT_USER_COLUMNS, FeatureColumn, FeatureEncoder, trained_id_masks,
 )
-from distillrec.students.two_tower import FeatureTable, Tower, tower_similarity
+from distillrec.students.towers import (
+    PADDING, FeatureTable, TitleTowerGraph, Tower, TowerGraph, recent_history, restore_feature_model, tower_inputs,
+    tower_similarity,
+)
 from distillrec.train.losses import REC_LOSSES
 
-PADDING = -1  # history slot without an item
 _WORD = re.compile(r"\w+")
 
 
@@ -67,17 +70,6 @@ def hash_titles(titles: Sequence[Any], buckets: int, max_tokens: int = 128) -> t
     return out
 
 
-def recent_history(interactions: pd.DataFrame, n_users: int, max_history: int) -> torch.Tensor:
-    """[n_users, max_history]: each user's last `max_history` items by time, padded with -1."""
-    ordered = interactions.sort_values(["user", "timestamp"], kind="stable")
-    from_end = ordered.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
-    recent = ordered[from_end < max_history]
-    slot = recent.groupby("user", sort=False).cumcount().to_numpy()
-    history = torch.full((n_users, max_history), PADDING, dtype=torch.long)
-    history[torch.tensor(recent["user"].to_numpy()), torch.tensor(slot)] = torch.tensor(recent["item"].to_numpy())
-    return history
-
-
 # --------------------------------------------------------------------------- the model
 
 @MODELS.register("content")
@@ -95,6 +87,8 @@ class ContentStudent(Recommender):
 
     batch_kind = "pairs"
     default_batch_size = 1024
+    new_user_inputs = ("attributes", "recent_items")
+    encodes_new_items = True
 
     def __init__(self, *, title_tokens: torch.Tensor, user_encoder: FeatureEncoder,
                  item_encoder: FeatureEncoder, user_features: Mapping[str, torch.Tensor],
@@ -119,7 +113,7 @@ class ContentStudent(Recommender):
         if title_tokens.shape[0] != n_items:
             raise DistillrecError(f"content: {title_tokens.shape[0]} titles for {n_items} items")
         self.user_encoder, self.item_encoder = user_encoder, item_encoder
-        self.buckets, self.similarity, self.temperature = buckets, similarity, temperature
+        self.buckets, self.similarity_kind, self.temperature = buckets, similarity, temperature
         self.rec_loss, self.history_dropout, self.max_history = rec_loss, history_dropout, max_history
         if history_prior < 0:
             raise DistillrecError(f"content: history_prior must be >= 0, got {history_prior}")
@@ -235,12 +229,12 @@ class ContentStudent(Recommender):
 
     # --- the Recommender interface ---------------------------------------------------------
 
-    def set_history(self, interactions: pd.DataFrame) -> None:
+    def read_history(self, interactions: pd.DataFrame) -> None:
         self.history = recent_history(interactions, len(self.user_has_id), self.max_history).to(self.history.device)
 
-    def similarity_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def similarity(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """users [B, d] against items [N, d] -> [B, N] or per-user candidates [B, C, d] -> [B, C]."""
-        return tower_similarity(users, items, self.similarity, self.temperature)
+        return tower_similarity(users, items, self.similarity_kind, self.temperature)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users, positives = batch["user"], batch["pos"]
@@ -251,14 +245,70 @@ class ContentStudent(Recommender):
             keep = (torch.rand(len(users), 1, device=users.device) if self.history_dropout is None
                     else torch.full((len(users), 1), 1.0 - self.history_dropout, device=users.device))
             present &= torch.rand(history.shape, device=users.device) < keep
-        scores = self.similarity_scores(self._user_vectors(users, items, history, present), items)
+        scores = self.similarity(self._user_vectors(users, items, history, present), items)
         scores = scores.masked_fill(~self.item_has_id, torch.finfo(scores.dtype).min)
         return REC_LOSSES.get(self.rec_loss)(scores, positives)
 
     def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         catalog = self.item_vectors()
-        return self.similarity_scores(self.user_vectors(users, catalog), catalog[items])
+        return self.similarity(self.user_vectors(users, catalog), catalog[items])
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         catalog = self.item_vectors()
-        return self.similarity_scores(self.user_vectors(users, catalog), catalog)
+        return self.similarity(self.user_vectors(users, catalog), catalog)
+
+    # --- new users and items, transfer, serving --------------------------------------------
+
+    def n_users_known(self) -> int:
+        return len(self.user_has_id)
+
+    def encode_new_user(self, *, attributes=None, recent_items=None) -> torch.Tensor:
+        """The profile and the pooled recent items through the user tower, as in training."""
+        if not attributes and (recent_items is None or not len(recent_items)):
+            raise DistillrecError("a new user needs attributes and/or recent_items")
+        features = self.user_encoder.encode_records([dict(attributes or {})])
+        history = None
+        if recent_items is not None and len(recent_items):
+            history = torch.as_tensor(recent_items, dtype=torch.long)[-self.max_history:][None]
+        return self.encode_users(features, history)[0]
+
+    def encode_new_item(self, records) -> torch.Tensor:
+        return self.encode_items(records)
+
+    def id_tables(self) -> dict[str, torch.Tensor]:
+        tables = {side: tower.ids.weight.data for side, tower in (("user", self.user_tower), ("item", self.item_tower))
+                  if tower.ids is not None}
+        return tables or super().id_tables()
+
+    def serving_vectors(self) -> dict[str, torch.Tensor]:
+        """Serving space (cosine: normalised, users / temperature) plus "item_raw", the item
+        tower's outputs that the user tower pools over a new user's history."""
+        vectors = super().serving_vectors()
+        raw = vectors["item"]
+        if self.similarity_kind == "cosine":
+            vectors = {"user": F.normalize(vectors["user"], dim=-1) / self.temperature,
+                       "item": F.normalize(vectors["item"], dim=-1)}
+        return {**vectors, "item_raw": raw}
+
+    def serving_spec(self) -> dict[str, Any]:
+        return {**super().serving_spec(), "similarity": self.similarity_kind, "temperature": self.temperature,
+                "towers": True, "pools_history": self.max_history if self.uses_history else None,
+                "title_buckets": self.buckets}
+
+    def export_graphs(self):
+        """User tower over (ids, has_id, profile[, pooled history "content"]); item tower over
+        (ids, has_id, attributes, hashed title tokens)."""
+        index = torch.tensor([0, 1])
+        user_inputs = tower_inputs(self.user_table, self.user_has_id, index)
+        if self.uses_history:
+            user_inputs["content"] = torch.zeros(2, self.user_tower.content.in_features)
+        item_inputs = {**tower_inputs(self.item_table, self.item_has_id, index), "title_tokens": self.title_tokens[index]}
+        return {"user_tower": (TowerGraph(self.user_tower, self.user_table.names, self.uses_history), user_inputs),
+                "item_tower": (TitleTowerGraph(self.item_tower, self.item_table.names, self.text), item_inputs)}
+
+    def saved_state(self) -> dict[str, Any]:
+        return {"encoders": {"user": self.user_encoder.to_dict(), "item": self.item_encoder.to_dict()}}
+
+    @classmethod
+    def restore(cls, params, tensors, state) -> "ContentStudent":
+        return restore_feature_model(cls, params, tensors, state, title_tokens=tensors["title_tokens"])

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from distillrec.students.base import MODELS, Recommender
+from distillrec.students.towers import Lookup
 from distillrec.train.losses import REC_LOSSES
 
 
@@ -43,3 +44,30 @@ class MatrixFactorization(Recommender):
 
     def representations(self) -> dict[str, torch.Tensor]:
         return {"user": self.user_embedding.weight, "item": self.item_embedding.weight}
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user_embedding(users)
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        return self.item_embedding.weight if items is None else self.item_embedding(items)
+
+    def n_users_known(self) -> int:
+        return self.user_embedding.num_embeddings
+
+    def id_tables(self) -> dict[str, torch.Tensor]:
+        return {"user": self.user_embedding.weight.data, "item": self.item_embedding.weight.data}
+
+    def export_graphs(self):
+        """The embedding lookups (index -> vector); new users are folded in from items."""
+        example = torch.tensor([0, 1], dtype=torch.long)
+        return {"user_tower": (Lookup(self.user_embedding), {"user": example}),
+                "item_tower": (Lookup(self.item_embedding), {"item": example})}
+
+    def saved_state(self) -> dict:
+        return {"n_users": self.user_embedding.num_embeddings, "n_items": self.item_embedding.num_embeddings}
+
+    @classmethod
+    def restore(cls, params, tensors, state) -> "MatrixFactorization":
+        model = cls(state["n_users"], state["n_items"], **params)
+        model.load_state_dict(tensors)
+        return model

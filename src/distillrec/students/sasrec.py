@@ -120,7 +120,7 @@ class SASRec(Recommender):
         negatives = self.item_embedding(batch["neg"][keep] + 1)  # [N, n_neg, d]
         return rec(positive, torch.einsum("nd,nkd->nk", hidden, negatives))
 
-    def set_history(self, interactions) -> None:
+    def read_history(self, interactions) -> None:
         self.history = user_sequences(interactions, self.n_users, self.max_len).to(self.history.device)
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
@@ -133,3 +133,37 @@ class SASRec(Recommender):
     def representations(self) -> dict[str, torch.Tensor]:
         users = torch.arange(self.n_users, device=self.history.device)
         return {"user": self.user_vectors(users), "item": self.item_embedding.weight[1:]}
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        table = self.item_embedding.weight[1:]  # row 0 is padding
+        return table if items is None else table[items]
+
+    def n_users_known(self) -> int:
+        return self.n_users
+
+    def encode_new_user(self, *, attributes=None, recent_items=None) -> torch.Tensor:
+        """The encoder's state after the recent items, in the order given (oldest first)."""
+        if attributes:
+            raise DistillrecError("SASRec reads no user attributes: give recent_items")
+        if recent_items is None or not len(recent_items):
+            raise DistillrecError("a new user needs recent_items (ids of items they interacted with, oldest first)")
+        sequence = torch.zeros(1, self.max_len, dtype=torch.long, device=self.history.device)
+        recent = torch.as_tensor(recent_items, dtype=torch.long)[-self.max_len:] + 1
+        sequence[0, self.max_len - len(recent):] = recent
+        return self.encode(sequence, last_only=True)[0, -1]
+
+    # --- what distillation and transfer read: a batch row is a training window ---------------
+
+    def distill_user_vectors(self, batch) -> torch.Tensor:
+        """The state after the window's last item: seq[:, 1:] is the window without its oldest slot."""
+        return self.encode(batch["seq"][:, 1:], last_only=True)[:, -1]
+
+    def distill_items(self, batch) -> torch.Tensor:
+        seq = batch["seq"]
+        return (seq[seq > 0] - 1).unique()
+
+    def id_tables(self) -> dict[str, torch.Tensor]:
+        return {"item": self.item_embedding.weight.data[1:]}
+
+    def saved_state(self) -> dict:
+        return {"n_users": self.n_users, "n_items": self.n_items}

@@ -18,118 +18,19 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from distillrec.data.dataset import Dataset
 from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
-from distillrec.students.base import MODELS, Recommender
+from distillrec.students.base import MODELS, Recommender, blend
 from distillrec.students.features import (
     DEFAULT_ITEM_COLUMNS, DEFAULT_USER_COLUMNS, FeatureColumn, FeatureEncoder, trained_id_masks,
 )
+from distillrec.students.towers import (FeatureTable, Tower, TowerGraph, restore_feature_model, tower_inputs,
+                                       tower_similarity)
 from distillrec.train.losses import REC_LOSSES
 
 Similarity = Literal["dot", "cosine"]
-
-
-class FeatureEmbedder(nn.Module):
-    """One embedding table per fitted column, outputs concatenated: [B, n_columns * dim].
-    Multi-valued columns average their values' embeddings; padding and unknown values (index
-    0) are left out of the mean, so an item with no known genre gets a zero genre vector."""
-
-    def __init__(self, encoder: FeatureEncoder, dim: int):
-        super().__init__()
-        self.names = encoder.names
-        self.tables = nn.ModuleDict({
-            name: nn.EmbeddingBag(encoder.cardinality(name), dim, mode="mean", padding_idx=0)
-            if encoder.kind(name) == "multi" else nn.Embedding(encoder.cardinality(name), dim)
-            for name in self.names})
-        self.out_dim = dim * len(self.names)
-
-    def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        missing = [name for name in self.names if name not in features]
-        if missing:
-            raise DistillrecError(f"feature tensors missing for column(s) {', '.join(missing)}; "
-                                  f"expected {self.names} (FeatureEncoder.encode_records gives them)")
-        return torch.cat([self.tables[name](features[name]) for name in self.names], dim=-1)
-
-
-class Tower(nn.Module):
-    """[ID embedding | feature embeddings | projected content] -> Linear-ReLU-Linear -> dim."""
-
-    def __init__(self, *, n_ids: int, encoder: FeatureEncoder, content_dim: int, dim: int,
-                 feature_dim: int, hidden: int, id_dropout: float):
-        super().__init__()
-        self.ids = nn.Embedding(n_ids, dim) if n_ids else None
-        if self.ids is not None:
-            nn.init.normal_(self.ids.weight, std=0.1)
-        self.features = FeatureEmbedder(encoder, feature_dim)
-        self.content = nn.Linear(content_dim, dim) if content_dim else None
-        in_dim = (dim if self.ids is not None else 0) + self.features.out_dim + (dim if self.content is not None else 0)
-        if in_dim == 0:
-            raise DistillrecError("a tower has no inputs: enable IDs, give feature columns the "
-                                  "table has, or give a content matrix")
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
-        self.id_dropout = id_dropout
-
-    def forward(self, features: Mapping[str, torch.Tensor], content: torch.Tensor | None = None,
-                ids: torch.Tensor | None = None, has_id: torch.Tensor | None = None) -> torch.Tensor:
-        """ids: None encodes from features (and content) alone. has_id: bool per row, False
-        where the ID embedding was never trained (the ID part is then zero)."""
-        batch = self._batch_size(features, content, ids)
-        parts = []
-        if self.ids is not None:
-            parts.append(self._id_part(ids, has_id, batch))
-        if self.features.names:
-            parts.append(self.features(features))
-        if self.content is not None:
-            if content is None:
-                raise DistillrecError("this tower has a content slot: give the content rows "
-                                      f"([batch, {self.content.in_features}]) of the entities to encode")
-            parts.append(self.content(content))
-        return self.mlp(torch.cat(parts, dim=-1))
-
-    def _id_part(self, ids: torch.Tensor | None, has_id: torch.Tensor | None, batch: int) -> torch.Tensor:
-        if ids is None:
-            return self.ids.weight.new_zeros(batch, self.ids.embedding_dim)
-        keep = torch.ones(batch, dtype=torch.bool, device=ids.device) if has_id is None else has_id
-        if self.training and self.id_dropout > 0:
-            keep = keep & (torch.rand(batch, device=ids.device) >= self.id_dropout)
-        return self.ids(ids) * keep.unsqueeze(-1).to(self.ids.weight.dtype)
-
-    @staticmethod
-    def _batch_size(features, content, ids) -> int:
-        for tensor in (ids, content, *features.values()):
-            if tensor is not None:
-                return len(tensor)
-        raise DistillrecError("nothing to encode: give IDs, feature tensors or content rows")
-
-
-def tower_similarity(user_vectors: torch.Tensor, item_vectors: torch.Tensor, similarity: str,
-                     temperature: float) -> torch.Tensor:
-    """Scores of user vectors [B, d] against item vectors: [B, C, d] -> [B, C] (per-user
-    candidates) or [N, d] -> [B, N] (a shared catalog); "dot" or "cosine" / temperature."""
-    if similarity == "cosine":
-        user_vectors = F.normalize(user_vectors, dim=-1) / temperature
-        item_vectors = F.normalize(item_vectors, dim=-1)
-    if item_vectors.dim() == 3:
-        return torch.einsum("bd,bcd->bc", user_vectors, item_vectors)
-    return user_vectors @ item_vectors.T
-
-
-class FeatureTable(nn.Module):
-    """Per-entity feature tensors kept as buffers, so they follow .to(device) and are saved
-    with the weights (a served model needs them). Buffer names are prefixed so a column
-    called like a Module attribute ("training") cannot clash."""
-
-    def __init__(self, features: Mapping[str, torch.Tensor]):
-        super().__init__()
-        self.names = list(features)
-        for name, tensor in features.items():
-            self.register_buffer(f"column_{name}", tensor)
-
-    def rows(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, f"column_{name}")[index] for name in self.names}
 
 
 @MODELS.register("two-tower")
@@ -144,6 +45,8 @@ class TwoTower(Recommender):
     """
 
     batch_kind = "pairs"
+    new_user_inputs = ("attributes", "recent_items")
+    encodes_new_items = True
 
     def __init__(self, *, user_encoder: FeatureEncoder, item_encoder: FeatureEncoder,
                  user_features: Mapping[str, torch.Tensor], item_features: Mapping[str, torch.Tensor],
@@ -164,7 +67,7 @@ class TwoTower(Recommender):
             raise DistillrecError(f"two-tower: content matrix has shape {tuple(content.shape)}, "
                                   f"expected [n_items={n_items}, d_c]")
         self.user_encoder, self.item_encoder = user_encoder, item_encoder
-        self.similarity, self.temperature, self.rec_loss = similarity, temperature, rec_loss
+        self.similarity_kind, self.temperature, self.rec_loss = similarity, temperature, rec_loss
         self.user_table = FeatureTable(user_features)
         self.item_table = FeatureTable(item_features)
         self.register_buffer("user_has_id", user_has_id.bool())
@@ -226,15 +129,73 @@ class TwoTower(Recommender):
         users = torch.arange(len(self.user_has_id), device=self.user_has_id.device)
         return {"user": self.user_vectors(users), "item": self.item_vectors()}
 
+    def n_users_known(self) -> int:
+        return len(self.user_has_id)
+
     # --- scores --------------------------------------------------------------------------
 
-    def similarity_scores(self, user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
-        return tower_similarity(user_vectors, item_vectors, self.similarity, self.temperature)
+    def similarity(self, user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
+        return tower_similarity(user_vectors, item_vectors, self.similarity_kind, self.temperature)
 
     def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """users [B], items [B, C] -> [B, C]."""
         item_vectors = self.item_vectors(items.reshape(-1)).reshape(*items.shape, -1)
-        return self.similarity_scores(self.user_vectors(users), item_vectors)
+        return self.similarity(self.user_vectors(users), item_vectors)
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        return self.similarity_scores(self.user_vectors(users), self.item_vectors())
+        return self.similarity(self.user_vectors(users), self.item_vectors())
+
+    # --- new users and items, transfer, serving --------------------------------------------
+
+    def encode_new_user(self, *, attributes=None, recent_items=None) -> torch.Tensor:
+        """The profile through the user tower and/or the mean of the recent items' vectors;
+        with both, the direction halfway between them (as the served bundle does)."""
+        parts = []
+        if attributes:
+            parts.append(self.encode_users(self.user_encoder.encode_records([dict(attributes)]))[0])
+        if recent_items is not None and len(recent_items):
+            items = self.item_vectors(recent_items)
+            parts.append((F.normalize(items, dim=-1) if self.similarity_kind == "cosine" else items).mean(dim=0))
+        if not parts:
+            raise DistillrecError("a new user needs attributes and/or recent_items")
+        return blend(parts, float(self.representations()["user"].norm(dim=-1).median()))
+
+    def encode_new_item(self, records) -> torch.Tensor:
+        if self.content is not None:
+            raise DistillrecError("this two-tower student's item tower needs a content vector (language-model "
+                                  "text embedding) for new items; use a student without a content slot")
+        return self.encode_items(self.item_encoder.encode_records(records))
+
+    def id_tables(self) -> dict[str, torch.Tensor]:
+        tables = {side: tower.ids.weight.data for side, tower in (("user", self.user_tower), ("item", self.item_tower))
+                  if tower.ids is not None}
+        return tables or super().id_tables()
+
+    def serving_vectors(self) -> dict[str, torch.Tensor]:
+        """Cosine towers are normalised, users scaled by 1/temperature: then dot = score."""
+        vectors = super().serving_vectors()
+        if self.similarity_kind == "cosine":
+            vectors = {"user": F.normalize(vectors["user"], dim=-1) / self.temperature,
+                       "item": F.normalize(vectors["item"], dim=-1)}
+        return vectors
+
+    def serving_spec(self) -> dict[str, Any]:
+        return {**super().serving_spec(), "similarity": self.similarity_kind, "temperature": self.temperature,
+                "towers": True, "content_dim": None if self.content is None else int(self.content.shape[1])}
+
+    def export_graphs(self):
+        """The towers over (ids, has_id, feature columns[, content]) -> vector."""
+        index = torch.tensor([0, 1])
+        item_inputs = tower_inputs(self.item_table, self.item_has_id, index)
+        if self.content is not None:
+            item_inputs["content"] = self.content[index]
+        return {"user_tower": (TowerGraph(self.user_tower, self.user_table.names, False),
+                               tower_inputs(self.user_table, self.user_has_id, index)),
+                "item_tower": (TowerGraph(self.item_tower, self.item_table.names, self.content is not None), item_inputs)}
+
+    def saved_state(self) -> dict[str, Any]:
+        return {"encoders": {"user": self.user_encoder.to_dict(), "item": self.item_encoder.to_dict()}}
+
+    @classmethod
+    def restore(cls, params, tensors, state) -> "TwoTower":
+        return restore_feature_model(cls, params, tensors, state, content=tensors.get("content"))

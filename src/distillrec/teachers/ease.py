@@ -93,7 +93,7 @@ class EASETeacher(Recommender):
         model.set_history(seen)
         return model
 
-    def set_history(self, interactions: pd.DataFrame) -> None:
+    def read_history(self, interactions: pd.DataFrame) -> None:
         users = interactions["user"].to_numpy(np.int64)
         items = interactions["item"].to_numpy(np.int64)
         order = np.lexsort((items, users))

@@ -99,7 +99,7 @@ class EnsembleTeacher(Recommender):
         model.set_history(split.history("valid"))
         return model
 
-    def set_history(self, interactions: pd.DataFrame) -> None:
+    def read_history(self, interactions: pd.DataFrame) -> None:
         for component in self.components:
             component.set_history(interactions)
 

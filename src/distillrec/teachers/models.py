@@ -44,7 +44,7 @@ from distillrec.errors import DistillrecError
 from distillrec.students.base import MODELS, Recommender
 from distillrec.students.features import (DEFAULT_ITEM_COLUMNS, DEFAULT_USER_COLUMNS, FeatureColumn,
                                           FeatureEncoder, trained_id_masks)
-from distillrec.students.two_tower import FeatureTable, Tower
+from distillrec.students.towers import PADDING, FeatureTable, Tower, recent_history
 from distillrec.teachers.cache import encode_cached
 from distillrec.teachers.encoders import TextEncoder
 from distillrec.teachers.templates import DEFAULT_ITEM_TEMPLATE, TextTemplate
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
 Mode = Literal["frozen", "lora", "adalora", "full"]
 MODES: tuple[str, ...] = ("frozen", "lora", "adalora", "full")
-PADDING = -1  # history slot without an item
 _ENCODE_BATCH = 64
 DEFAULT_LM_STEPS = 50
 _USER_CHUNK = 1024  # users pooled at once by `representations` (memory ~ chunk x history x d)
@@ -97,6 +96,7 @@ class AttentionPooling(nn.Module):
 class LMTeacher(Recommender):
     batch_kind = "pairs"
     default_batch_size = 1024
+    new_user_inputs = ("attributes", "recent_items")
 
     def __init__(self, *, text_embeddings: torch.Tensor, user_encoder: FeatureEncoder,
                  item_encoder: FeatureEncoder, user_features: Mapping[str, torch.Tensor],
@@ -213,27 +213,26 @@ class LMTeacher(Recommender):
 
     # --- history ---------------------------------------------------------------------------
 
-    def set_history(self, interactions: pd.DataFrame) -> None:
+    def read_history(self, interactions: pd.DataFrame) -> None:
         """Each user's last `max_history` items by time (most recent last), padded with -1."""
-        ordered = interactions.sort_values(["user", "timestamp"], kind="stable")
-        from_end = ordered.groupby("user", sort=False).cumcount(ascending=False).to_numpy()
-        recent = ordered[from_end < self.max_history]
-        slot = recent.groupby("user", sort=False).cumcount().to_numpy()
-        history = torch.full_like(self.history, PADDING)
-        history[torch.tensor(recent["user"].to_numpy()), torch.tensor(slot)] = (
-            torch.tensor(recent["item"].to_numpy(), device=history.device))
-        self.history = history
+        self.history = recent_history(interactions, len(self.user_has_id), self.max_history).to(self.history.device)
 
     # --- vectors ---------------------------------------------------------------------------
 
-    def item_vectors(self, text: torch.Tensor | None = None) -> torch.Tensor:
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """[len(items), d] (every item when None) through the item tower."""
+        vectors = self._item_vectors(self._current_text())
+        return vectors if items is None else vectors[items]
+
+    def _item_vectors(self, text: torch.Tensor | None = None) -> torch.Tensor:
         """[n_items, d]: every item through the item tower (`text`: the embedding table to use)."""
         items = torch.arange(len(self.item_has_id), device=self.item_has_id.device)
         content = self.text_embeddings if text is None else text
         return self.item_tower(self.item_table.rows(items), content, ids=items, has_id=self.item_has_id)
 
-    def user_vectors(self, users: torch.Tensor, item_vectors: torch.Tensor) -> torch.Tensor:
+    def user_vectors(self, users: torch.Tensor, item_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """[B, d] for user indices, pooling their history over `item_vectors` ([n_items, d])."""
+        item_vectors = self.item_vectors() if item_vectors is None else item_vectors
         history, present = self._visible_history(users)
         return self._user_vectors(users, item_vectors, history, present)
 
@@ -274,7 +273,7 @@ class LMTeacher(Recommender):
 
     def representations(self) -> dict[str, torch.Tensor]:
         """Output vectors of every user (from the current history) and every item."""
-        items = self.item_vectors(self._current_text())
+        items = self._item_vectors(self._current_text())
         users = torch.arange(len(self.user_has_id), device=items.device)
         return {"user": torch.cat([self.user_vectors(chunk, items) for chunk in users.split(_USER_CHUNK)]),
                 "item": items}
@@ -282,7 +281,7 @@ class LMTeacher(Recommender):
     # --- the Recommender interface ---------------------------------------------------------
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        items = self.item_vectors(self._text_for_step(batch["pos"]))
+        items = self._item_vectors(self._text_for_step(batch["pos"]))
         rec = REC_LOSSES.get(self.rec_loss)
         if rec.candidates == "full":
             return rec(self._scores(batch["user"], items, exclude=batch["pos"]), batch["pos"])
@@ -291,10 +290,35 @@ class LMTeacher(Recommender):
         return rec(scores[:, 0], scores[:, 1:])
 
     def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self._scores(users, self.item_vectors(self._current_text()), items)
+        return self._scores(users, self._item_vectors(self._current_text()), items)
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        return self._scores(users, self.item_vectors(self._current_text()))
+        return self._scores(users, self._item_vectors(self._current_text()))
+
+    def n_users_known(self) -> int:
+        return len(self.user_has_id)
+
+    def encode_new_user(self, *, attributes=None, recent_items=None) -> torch.Tensor:
+        """The profile and the attention-pooled recent items through the user tower."""
+        return self._new_user(attributes, recent_items)[0]
+
+    def score_new_user(self, *, attributes=None, recent_items=None) -> torch.Tensor:
+        """[n_items]: the towers' similarity plus the item-to-item term over the recent items."""
+        vector, history, present, items = self._new_user(attributes, recent_items)
+        scores = self.similarity(vector[None], items)[0]
+        return scores + self.item_item_scores(history, present)[0] if self.item_item is not None else scores
+
+    def _new_user(self, attributes, recent_items):
+        if not attributes and (recent_items is None or not len(recent_items)):
+            raise DistillrecError("a new user needs attributes and/or recent_items")
+        items = self.item_vectors()
+        recent = torch.as_tensor([] if recent_items is None else recent_items, dtype=torch.long)[-self.max_history:]
+        history = torch.full((1, max(1, len(recent))), PADDING, dtype=torch.long, device=items.device)
+        history[0, :len(recent)] = recent
+        present = history != PADDING
+        features = {k: v.to(items.device) for k, v in self.user_encoder.encode_records([dict(attributes or {})]).items()}
+        pooled = self.pooling(items, history, present)
+        return self.user_tower(features, pooled)[0], history, present, items
 
     def similarity(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of user vectors [B, d] against items [N, d] (-> [B, N]) or per-user candidates

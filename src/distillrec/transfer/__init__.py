@@ -1,5 +1,5 @@
 """Transfer learning: seed a student's parameters from a teacher's representations."""
 
-from distillrec.transfer.init import INIT_METHODS, init_from_teacher, student_id_tables
+from distillrec.transfer.init import INIT_METHODS, init_from_teacher
 
-__all__ = ["INIT_METHODS", "init_from_teacher", "student_id_tables"]
+__all__ = ["INIT_METHODS", "init_from_teacher"]

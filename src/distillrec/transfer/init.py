@@ -19,8 +19,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
-
 from distillrec.errors import DistillrecError
 
 if TYPE_CHECKING:
@@ -29,29 +27,14 @@ if TYPE_CHECKING:
 INIT_METHODS = ("pca", "projection")
 
 
-def student_id_tables(student: nn.Module) -> dict[str, torch.Tensor]:
-    """The student's ID embedding tables as writable views {"user": [n_users, d], "item": [n_items, d]}
-    (SASRec: items only, without its padding row; two-tower: the towers' ID embeddings)."""
-    if student.batch_kind == "sequences":
-        return {"item": student.item_embedding.weight.data[1:]}
-    if hasattr(student, "user_embedding"):  # MF
-        return {"user": student.user_embedding.weight.data, "item": student.item_embedding.weight.data}
-    towers = {"user": getattr(student, "user_tower", None), "item": getattr(student, "item_tower", None)}
-    tables = {side: tower.ids.weight.data for side, tower in towers.items()
-              if tower is not None and tower.ids is not None}
-    if not tables:
-        raise DistillrecError(f"{type(student).__name__} has no ID embeddings to initialise")
-    return tables
-
-
 @torch.no_grad()
-def init_from_teacher(student: nn.Module, knowledge: "Knowledge", method: str = "pca") -> dict:
+def init_from_teacher(student, knowledge: "Knowledge", method: str = "pca") -> dict:
     """Overwrite the student's ID embeddings from the teacher's; returns what was done:
     method, dimensions, the tables written, and the fraction of the teacher's variance (pca)
     or of the student's (projection) the result keeps."""
     if method not in INIT_METHODS:
         raise DistillrecError(f"unknown init {method!r}; expected one of: {', '.join(INIT_METHODS)}")
-    tables = student_id_tables(student)
+    tables = student.id_tables()  # the model says which tables it has (MF, towers, SASRec items)
     teacher = {side: knowledge.tensors[side].float() for side in tables}
     for side, table in tables.items():
         if len(table) != len(teacher[side]):
