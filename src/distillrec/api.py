@@ -1,0 +1,109 @@
+"""The Python API: data, split, fit, distil, evaluate, recommend, save and load in memory.
+
+Every function returns in-memory objects; only `save` writes. The CLI's commands run the
+same library functions and also write run directories.
+
+    import distillrec as dr
+    data = dr.load_data("ml-100k")
+    split = dr.split(data, "random", seed=0)
+    teacher = dr.fit("ease", data, split)
+    student = dr.distill("mf", teacher, data, split, kd={"ranking": 0.5}, train={"epochs": 5})
+    dr.evaluate(student, data, split)["test"]["ndcg@10"]
+    student.recommend("42", k=10)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from distillrec.data.dataset import Dataset
+from distillrec.data.sources import load_dataset
+from distillrec.data.split import Split
+
+
+def load_data(name_or_path: str | Path, *, mapping: Mapping[str, str] | None = None, **options) -> Dataset:
+    """A built-in dataset ("ml-100k", "ml-1m") or own files (`mapping`: our column -> yours)."""
+    return load_dataset(name_or_path, mapping=mapping, **options)
+
+
+def split(dataset: Dataset, name: str = "random", seed: int = 0, **params) -> Split:
+    """Train / valid / test by a registered protocol ("random", "temporal", "loo", ...)."""
+    from distillrec.data.splitting import make_seeded_split
+
+    return make_seeded_split(dataset, name, seed, **params)
+
+
+def fit(model: str, dataset: Dataset, split: Split, *, seed: int = 0, train: Mapping[str, Any] | None = None,
+        progress: bool = False, extra_loss=None, **params):
+    """A registered model (student or teacher) built and trained on `split`, early-stopped on
+    validation, bound to the data's ids with every split's interactions as history."""
+    from distillrec.experiment import make_train_config
+    from distillrec.params import check_model_params
+    from distillrec.students.base import IdMaps, model_class
+    from distillrec.train import Trainer
+
+    cls = model_class(model)
+    params = check_model_params(model, params)
+    fitted = cls.build(dataset, split, seed=seed, **params)
+    fitted = _built(fitted, seed, params)
+    Trainer(fitted, split, make_train_config(dict(train or {}), seed), progress=progress,
+            extra_loss=extra_loss(fitted) if callable(extra_loss) else extra_loss).fit()
+    fitted.data = (dataset, split)
+    return fitted.bind(IdMaps.of(dataset), split.history("all")).eval()
+
+
+def distill(student: str, teacher, dataset: Dataset, split: Split, *, kd: Mapping[str, Any],
+            weighting: str = "fixed", seed: int = 0, train: Mapping[str, Any] | None = None,
+            progress: bool = False, **params):
+    """`student` trained on its own loss plus distillation terms `kd` (e.g. {"ranking": 0.5,
+    "feature": 1.0}) read from a fitted `teacher` on the same split."""
+    from distillrec.distill.objective import DistillObjective, normalise_spec
+    from distillrec.params import check_kd
+    from distillrec.teachers.knowledge import extract_knowledge
+
+    spec = normalise_spec(check_kd(dict(kd)))
+    teacher.set_history(split.train)  # the teacher's knowledge sees only training interactions
+    knowledge = extract_knowledge(teacher, split, dataset, importance=False, seed=seed)
+    teacher.set_history(split.history("all"))
+    objective = lambda model: DistillObjective(spec, knowledge, model, weighting=weighting, seed=seed)  # noqa: E731
+    return fit(student, dataset, split, seed=seed, train=train, progress=progress, extra_loss=objective, **params)
+
+
+def evaluate(model, dataset: Dataset, split: Split) -> dict[str, dict[str, float]]:
+    """{"valid": {metric@k: value}, "test": {...}}: full ranking, seen items masked (RecBole's
+    conventions). The model's history is restored afterwards."""
+    from distillrec.experiment import evaluate_model
+
+    try:
+        return evaluate_model(model, split, dataset)
+    finally:
+        model.set_history(split.history("all"))
+
+
+def save(model, directory: str | Path) -> Path:
+    """A run directory (weights, ids, split, manifest with hashes) that `load` reads back."""
+    from distillrec import runs
+    from distillrec.experiment import model_cls_name
+
+    dataset, split = model.data
+    directory = Path(directory)
+    name = model_cls_name(type(model), type(model).__name__)
+    runs.save_model(directory, name, dict(model.build_params), model)
+    runs.write_run(directory, dataset=dataset, split=split, models={name: {"role": "model"}},
+                   config={"command": "python api", "model": name, "model_params": dict(model.build_params),
+                           "dataset": dataset.name, "split": split.name, "split_params": split.params},
+                   kind="train")
+    return directory
+
+
+def load(path: str | Path):
+    """A model saved by `save`, `distillrec train` / `distill` / `run`, or a bundle (hashes checked)."""
+    from distillrec.runs import load_model
+
+    return load_model(path)
+
+
+def _built(model, seed: int, params: Mapping[str, Any]):
+    model.build_params = {"seed": seed, **params}  # what `save` records to rebuild it
+    return model
