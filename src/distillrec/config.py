@@ -96,9 +96,15 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"distilled model {entry.name!r} needs distillation losses (kd) or an init")
         if self.distilled and self.teacher is None:
             raise ValueError("distilled models need a teacher (teacher: is null)")
-        for student in self.students:
-            if student.model == "sasrec" and self.split.name != "loo":
-                raise ValueError(f"student {student.name!r} is sequential (sasrec): use split name 'loo'")
+        from distillrec.students.base import model_class
+
+        for student in self.students:  # sequential models train on whole histories: leave-one-out
+            try:
+                sequential = model_class(student.model).batch_kind == "sequences"
+            except DistillrecError:
+                continue  # an unknown model is reported by its own field check, with its key path
+            if sequential and self.split.name != "loo":
+                raise ValueError(f"student {student.name!r} is sequential ({student.model}): use split name 'loo'")
         if self.scenario is not None and self.scenario.name in ("cold-item", "cold-user") \
                 and self.split.name != self.scenario.name:
             raise ValueError(f"scenario {self.scenario.name!r} needs split name {self.scenario.name!r}")
