@@ -220,21 +220,14 @@ def serve_teacher(run: str, port: int) -> None:
     import torch
     import uvicorn
 
-    from distillrec import artifacts, runs
-    from distillrec.experiment import registered_model
+    from distillrec import runs
     from distillrec.serving.app import create_app
     from distillrec.serving.engine import Engine
     from distillrec.serving.index import top_k
 
     torch.set_num_threads(1)
     dataset, split, _ = runs.load_run_data(Path(run))
-    spec = artifacts.read_json(Path(run) / "model" / "model.json")
-    weights = artifacts.read_tensors(Path(run) / "model" / "weights.safetensors")
-    params = dict(spec["params"])
-    params.setdefault("item_item", "item_item.weight" in weights)  # runs saved before that option existed
-    model = registered_model(spec["name"]).build(dataset, split, **params)
-    model.load_state_dict(weights)
-    model.eval()
+    model = runs.load_model(run, dataset=dataset, split=split)  # hashes checked, eval mode
     model.set_history(split.history("test"))
     import pandas as pd
 

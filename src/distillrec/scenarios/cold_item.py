@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from distillrec import artifacts
+from distillrec import artifacts, runs
 from distillrec.data.split import Split
 from distillrec.errors import ArtifactError, DistillrecError
 from distillrec.scenarios import SCENARIOS, ScenarioContext, ScenarioResult, mean_std
@@ -61,17 +61,6 @@ def teacher_run(context: ScenarioContext):
                       Knowledge.load(directory / "knowledge"), metrics)
 
 
-def load_model(run_dir: Path, dataset, split: Split):
-    """A trained model of a run directory (hashes verified), built on the given data."""
-    from distillrec.experiment import registered_model
-
-    artifacts.verify_manifest(run_dir)
-    spec = artifacts.read_json(run_dir / "model" / "model.json")
-    model = registered_model(spec["name"]).build(dataset, split, **spec["params"])
-    model.load_state_dict(artifacts.read_tensors(run_dir / "model" / "weights.safetensors"))
-    return model.eval()
-
-
 def train_students(context: ScenarioContext, teacher, kd: Mapping[str, Any]) -> dict[str, list]:
     """{UNDISTILLED: [model per seed], DISTILLED: [...]}: the content student trained through
     `distill_student` (the one Trainer), without and with `kd`. A finished run directory is
@@ -94,7 +83,7 @@ def train_students(context: ScenarioContext, teacher, kd: Mapping[str, Any]) -> 
                 torch.manual_seed(seed)
                 distill_student(teacher, "content", spec, dim=dim, seed=seed, model_params=model_params,
                                 train_params=train_params, out=run_dir, progress=context.progress)
-            models.setdefault(label, []).append(load_model(run_dir, teacher.dataset, teacher.split))
+            models.setdefault(label, []).append(runs.load_model(run_dir, dataset=teacher.dataset, split=teacher.split))
     return models
 
 
@@ -189,7 +178,7 @@ def run(context: ScenarioContext) -> ScenarioResult:
     protocol = ColdItemProtocol(split, ks=tuple(params.get("ks", (20,))))
     students = train_students(context, teacher, params.get("kd", DEFAULT_KD))
 
-    teacher_model = load_model(teacher.path, teacher.dataset, split)
+    teacher_model = runs.load_model(teacher.path, dataset=teacher.dataset, split=split)
     per_seed = {"popularity": [protocol.evaluate(PopularityScorer(split))],
                 "teacher (language model)": [protocol.evaluate(model_scorer(teacher_model, split, "test"))]}
     for label, models in students.items():

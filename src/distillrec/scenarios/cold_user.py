@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from distillrec import runs
 from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
 from distillrec.scenarios import SCENARIOS, ScenarioContext, ScenarioResult
-from distillrec.scenarios.cold_item import DISTILLED, UNDISTILLED, load_model, summarise, teacher_run, train_students
+from distillrec.scenarios.cold_item import DISTILLED, UNDISTILLED, summarise, teacher_run, train_students
 
 DEFAULT_KS = (0, 1, 3, 5)
 #: feature KD on the batch's (warm) users and positive items against the teacher's vectors.
@@ -92,7 +93,7 @@ def run(context: ScenarioContext) -> ScenarioResult:
     users = check_protocol(split, ks)
     evaluator = Evaluator(split, ks=(10,))
     students = train_students(context, teacher, params.get("kd", DEFAULT_KD))
-    teacher_model = load_model(teacher.path, teacher.dataset, split)
+    teacher_model = runs.load_model(teacher.path, dataset=teacher.dataset, split=split)
     histories = {k: shown_history(split, k) for k in ks}
 
     def per_k(make_scorer) -> dict[str, float]:
