@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-_API = ("load_data", "split", "fit", "distill", "evaluate", "save", "load")
+_API = ("load_data", "split", "fit", "evaluate", "save", "load")  # no `distill`: a subpackage has it
 
 
 def __getattr__(name: str):

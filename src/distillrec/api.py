@@ -1,4 +1,4 @@
-"""The Python API: data, split, fit, distil, evaluate, recommend, save and load in memory.
+"""The Python API: data, split, fit (with or without a teacher), evaluate, recommend, save and load in memory.
 
 Every function returns in-memory objects; only `save` writes. The CLI's commands run the
 same library functions and also write run directories.
@@ -7,7 +7,7 @@ same library functions and also write run directories.
     data = dr.load_data("ml-100k")
     split = dr.split(data, "random", seed=0)
     teacher = dr.fit("ease", data, split)
-    student = dr.distill("mf", teacher, data, split, kd={"ranking": 0.5}, train={"epochs": 5})
+    student = dr.fit("mf", data, split, teacher=teacher, kd={"ranking": 0.5}, train={"epochs": 5})
     dr.evaluate(student, data, split)["test"]["ndcg@10"]
     student.recommend("42", k=10)
 """
@@ -34,17 +34,24 @@ def split(dataset: Dataset, name: str = "random", seed: int = 0, **params) -> Sp
     return make_seeded_split(dataset, name, seed, **params)
 
 
-def fit(model: str, dataset: Dataset, split: Split, *, seed: int = 0, train: Mapping[str, Any] | None = None,
-        progress: bool = False, extra_loss=None, **params):
+def fit(model: str, dataset: Dataset, split: Split, *, teacher=None, kd: Mapping[str, Any] | None = None,
+        weighting: str = "fixed", seed: int = 0, train: Mapping[str, Any] | None = None,
+        progress: bool = False, **params):
     """A registered model (student or teacher) built and trained on `split`, early-stopped on
-    validation, bound to the data's ids with every split's interactions as history."""
+    validation, bound to the data's ids with every split's interactions as history.
+    With a fitted `teacher` and distillation terms `kd` (e.g. {"ranking": 0.5, "feature": 1.0})
+    the model trains on its own loss plus those terms, read from the teacher on this split."""
     from distillrec.experiment import make_train_config
     from distillrec.params import check_model_params
+    from distillrec.errors import DistillrecError
     from distillrec.students.base import IdMaps, model_class
     from distillrec.train import Trainer
 
     cls = model_class(model)
     params = check_model_params(model, params)
+    if (teacher is None) != (not kd):
+        raise DistillrecError("distillation needs both a fitted teacher and kd terms (or neither)")
+    extra_loss = _distillation(teacher, kd, dataset, split, weighting, seed) if kd else None
     fitted = cls.build(dataset, split, seed=seed, **params)
     fitted = _built(fitted, seed, params)
     Trainer(fitted, split, make_train_config(dict(train or {}), seed), progress=progress,
@@ -53,11 +60,8 @@ def fit(model: str, dataset: Dataset, split: Split, *, seed: int = 0, train: Map
     return fitted.bind(IdMaps.of(dataset), split.history("all")).eval()
 
 
-def distill(student: str, teacher, dataset: Dataset, split: Split, *, kd: Mapping[str, Any],
-            weighting: str = "fixed", seed: int = 0, train: Mapping[str, Any] | None = None,
-            progress: bool = False, **params):
-    """`student` trained on its own loss plus distillation terms `kd` (e.g. {"ranking": 0.5,
-    "feature": 1.0}) read from a fitted `teacher` on the same split."""
+def _distillation(teacher, kd, dataset: Dataset, split: Split, weighting: str, seed: int):
+    """model -> its DistillObjective over the teacher's knowledge (extracted from training data)."""
     from distillrec.distill.objective import DistillObjective, normalise_spec
     from distillrec.params import check_kd
     from distillrec.teachers.knowledge import extract_knowledge
@@ -66,8 +70,7 @@ def distill(student: str, teacher, dataset: Dataset, split: Split, *, kd: Mappin
     teacher.set_history(split.train)  # the teacher's knowledge sees only training interactions
     knowledge = extract_knowledge(teacher, split, dataset, importance=False, seed=seed)
     teacher.set_history(split.history("all"))
-    objective = lambda model: DistillObjective(spec, knowledge, model, weighting=weighting, seed=seed)  # noqa: E731
-    return fit(student, dataset, split, seed=seed, train=train, progress=progress, extra_loss=objective, **params)
+    return lambda model: DistillObjective(spec, knowledge, model, weighting=weighting, seed=seed)
 
 
 def evaluate(model, dataset: Dataset, split: Split) -> dict[str, dict[str, float]]:
