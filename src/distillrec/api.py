@@ -42,8 +42,9 @@ def fit(model: str, dataset: Dataset, split: Split, *, teacher=None, kd: Mapping
     With a fitted `teacher` and distillation terms `kd` (e.g. {"ranking": 0.5, "feature": 1.0})
     the model trains on its own loss plus those terms, read from the teacher on this split."""
     from distillrec.experiment import make_train_config
-    from distillrec.params import check_model_params
+    from distillrec.distill.objective import normalise_spec
     from distillrec.errors import DistillrecError
+    from distillrec.params import check_kd, check_model_params
     from distillrec.students.base import IdMaps, model_class
     from distillrec.train import Trainer
 
@@ -51,26 +52,25 @@ def fit(model: str, dataset: Dataset, split: Split, *, teacher=None, kd: Mapping
     params = check_model_params(model, params)
     if (teacher is None) != (not kd):
         raise DistillrecError("distillation needs both a fitted teacher and kd terms (or neither)")
-    extra_loss = _distillation(teacher, kd, dataset, split, weighting, seed) if kd else None
+    spec = normalise_spec(check_kd(dict(kd))) if kd else None
+    train_config = make_train_config(dict(train or {}), seed)
     fitted = cls.build(dataset, split, seed=seed, **params)
-    fitted = _built(fitted, seed, params)
-    Trainer(fitted, split, make_train_config(dict(train or {}), seed), progress=progress,
-            extra_loss=extra_loss(fitted) if callable(extra_loss) else extra_loss).fit()
-    fitted.data = (dataset, split)
+    objective = _distillation(teacher, spec, fitted, dataset, split, weighting, seed) if spec else None
+    Trainer(fitted, split, train_config, progress=progress, extra_loss=objective).fit()
+    # What `save` records: the data, how to rebuild the model, and its role in a run.
+    fitted.data, fitted.build_params = (dataset, split), {"seed": seed, **params}
+    fitted.role = "distilled" if spec else "baseline"
     return fitted.bind(IdMaps.of(dataset), split.history("all")).eval()
 
 
-def _distillation(teacher, kd, dataset: Dataset, split: Split, weighting: str, seed: int):
-    """model -> its DistillObjective over the teacher's knowledge (extracted from training data)."""
-    from distillrec.distill.objective import DistillObjective, normalise_spec
-    from distillrec.params import check_kd
+def _distillation(teacher, spec, student, dataset: Dataset, split: Split, weighting: str, seed: int):
+    """The student's DistillObjective over the teacher's knowledge (which sees training data only)."""
+    from distillrec.distill.objective import DistillObjective
     from distillrec.teachers.knowledge import extract_knowledge
 
-    spec = normalise_spec(check_kd(dict(kd)))
-    teacher.set_history(split.train)  # the teacher's knowledge sees only training interactions
     knowledge = extract_knowledge(teacher, split, dataset, importance=False, seed=seed)
-    teacher.set_history(split.history("all"))
-    return lambda model: DistillObjective(spec, knowledge, model, weighting=weighting, seed=seed)
+    teacher.set_history(split.history("all"))  # extraction left it at the validation view
+    return DistillObjective(spec, knowledge, student, weighting=weighting, seed=seed)
 
 
 def evaluate(model, dataset: Dataset, split: Split) -> dict[str, dict[str, float]]:
@@ -93,7 +93,8 @@ def save(model, directory: str | Path) -> Path:
     directory = Path(directory)
     name = model_cls_name(type(model), type(model).__name__)
     runs.save_model(directory, name, dict(model.build_params), model)
-    runs.write_run(directory, dataset=dataset, split=split, models={name: {"role": "model"}},
+    entry = runs.model_entry(model.role, model.num_parameters(), None, None)
+    runs.write_run(directory, dataset=dataset, split=split, models={name: entry},
                    config={"command": "python api", "model": name, "model_params": dict(model.build_params),
                            "dataset": dataset.name, "split": split.name, "split_params": split.params},
                    kind="train")
@@ -106,7 +107,3 @@ def load(path: str | Path):
 
     return load_model(path)
 
-
-def _built(model, seed: int, params: Mapping[str, Any]):
-    model.build_params = {"seed": seed, **params}  # what `save` records to rebuild it
-    return model
