@@ -208,3 +208,29 @@ def test_large_catalogs_are_scored_in_smaller_chunks_with_the_same_metrics(monke
     assert capped.batch_size == 2 and module.rows_per_chunk(1024, 10**9) == 1
     assert capped.evaluate(lambda users: seen.append(len(users)) or scorer(users), "test") == expected
     assert max(seen) == 2 and sum(seen) == expected["n_users"]
+
+
+def test_per_user_values_average_to_evaluate():
+    evaluator = Evaluator(SPLIT, ks=(1, 2), batch_size=2)  # two batches: [0, 1], [2]
+    users, values = evaluator.per_user(scorer, "test", "ndcg@2")
+    # per-user ndcg@2 as in test_test_part_masks_train_and_valid; user 3 is skipped
+    assert users.dtype == np.int64 and values.dtype == np.float64
+    assert users.tolist() == [0, 1, 2]
+    assert values == pytest.approx([1 / (1 + D2), 1.0, 0.0])
+    for metric in ("ndcg@2", "recall@2", "map@1", "hit@1"):
+        assert evaluator.per_user(scorer, "test", metric)[1].mean() == pytest.approx(
+            evaluator.evaluate(scorer, "test")[metric])
+    subset_users, subset_values = evaluator.per_user(scorer, "valid", "ndcg@2", users=[1, 3, 0, 1])
+    assert subset_users.tolist() == [0, 1] and subset_values == pytest.approx([D2, 1.0])
+    assert subset_values.mean() == pytest.approx(evaluator.evaluate(scorer, "valid", users=[1, 3, 0, 1])["ndcg@2"])
+
+
+def test_per_user_computes_accuracy_metrics_the_evaluator_was_not_built_with():
+    evaluator = Evaluator(SPLIT, ks=(2,), metrics=("coverage",))
+    assert evaluator.per_user(scorer, "test", "recall@2")[1] == pytest.approx([0.5, 1.0, 0.0])
+
+
+@pytest.mark.parametrize("metric", ["ndcg@5", "coverage@2", "ndcg", "auc@2", "ndcg@two"])
+def test_per_user_rejects_what_is_not_an_accuracy_metric_at_a_known_k(metric):
+    with pytest.raises(DistillrecError, match=r"accuracy metric 'name@k' with name in .* and k in \(2,\)"):
+        Evaluator(SPLIT, ks=(2,)).per_user(scorer, "test", metric)

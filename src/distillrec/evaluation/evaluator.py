@@ -201,12 +201,7 @@ class Evaluator:
             keep = torch.zeros(self.split.n_items, dtype=torch.bool)
             keep[_check_indices(candidates, self.split.n_items, "candidates")] = True
             truth, non_candidates, catalog_size = truth.restricted_to(keep), ~keep, int(keep.sum())
-        pool = (torch.arange(self.split.n_users) if users is None
-                else torch.unique(_check_indices(users, self.split.n_users, "users")))
-        evaluated = pool[truth.counts(pool) > 0]
-        if len(evaluated) == 0:
-            raise DistillrecError(f"no user to evaluate: none of the {len(pool)} users has an item "
-                                  f"in split part '{part}'" + (" among the candidates" if candidates is not None else ""))
+        pool, evaluated = self._users_with_truth(truth, part, users, candidates is not None)
 
         totals: dict[str, float] = {}
         defined: dict[str, int] = {}   # users over which each metric is defined (NaN-free)
@@ -234,9 +229,45 @@ class Evaluator:
         result["n_skipped"] = len(pool) - len(evaluated)
         return result
 
+    def per_user(self, scorer: Scorer, part: str = "test", metric: str = "ndcg@10", *,
+                 users=None) -> tuple[np.ndarray, np.ndarray]:
+        """(evaluated users, int64 ascending; their values of the accuracy metric "name@k", float64).
+
+        For paired significance tests (`distillrec.evaluation.significance`): the values' mean
+        is `evaluate(scorer, part, users=users)[metric]`.
+        """
+        name, _, k = metric.partition("@")
+        if name not in ACCURACY_METRICS or not k.isdigit() or int(k) not in self.ks:
+            raise DistillrecError(f"per_user needs an accuracy metric 'name@k' with name in {ACCURACY_METRICS} "
+                                  f"and k in {self.ks}, got {metric!r}")
+        history, truth = self._part_sets(part)
+        _, evaluated = self._users_with_truth(truth, part, users, False)
+        values = []
+        with torch.no_grad():
+            for start in range(0, len(evaluated), self.batch_size):
+                batch = evaluated[start:start + self.batch_size]
+                values.append(self._evaluate_batch(scorer, batch, history, truth, None, (name,))[0][metric].cpu())
+        return evaluated.numpy().astype(np.int64), torch.cat(values).numpy().astype(np.float64)
+
+    def _users_with_truth(self, truth: _UserItemSets, part: str, users, restricted: bool):
+        """(pool, evaluated): the distinct requested users (all if None), sorted, and those of
+        them with ground truth; raises if there is none."""
+        pool = (torch.arange(self.split.n_users) if users is None
+                else torch.unique(_check_indices(users, self.split.n_users, "users")))
+        evaluated = pool[truth.counts(pool) > 0]
+        if len(evaluated) == 0:
+            raise DistillrecError(f"no user to evaluate: none of the {len(pool)} users has an item "
+                                  f"in split part '{part}'" + (" among the candidates" if restricted else ""))
+        return pool, evaluated
+
     def _evaluate_batch(self, scorer: Scorer, batch: torch.Tensor, history: _UserItemSets,
-                        truth: _UserItemSets, non_candidates: torch.Tensor | None):
-        """Per-user metric values for one batch, and its top-K items (-1 for an empty slot)."""
+                        truth: _UserItemSets, non_candidates: torch.Tensor | None,
+                        metrics: Sequence[str] | None = None):
+        """Per-user metric values for one batch, and its top-K items (-1 for an empty slot).
+
+        metrics: those to compute (default self.metrics); coverage is the caller's.
+        """
+        metrics = self.metrics if metrics is None else metrics
         scores = scorer(batch)
         _check_scores(scores, len(batch), self.split.n_items)
         device = scores.device
@@ -252,11 +283,11 @@ class Evaluator:
         hits = truth.dense(batch, device).gather(1, ranked) & filled
         top_items = ranked.masked_fill(~filled, -1)
 
-        accuracy = [m for m in self.metrics if m in RANKING_METRICS]
+        accuracy = [m for m in metrics if m in RANKING_METRICS]
         per_user = ranking_metrics(hits, truth.counts(batch), self.ks, accuracy)
-        if "diversity" in self.metrics:
+        if "diversity" in metrics:
             per_user.update(intra_list_diversity(top_items, self.item_features.to(device), self.ks))
-        if "novelty" in self.metrics:
+        if "novelty" in metrics:
             per_user.update(novelty(top_items, self.popularity.to(device), self.ks))
         return per_user, top_items
 
