@@ -57,6 +57,8 @@ class DistilledConfig(_Strict):
     student: str = Field(description="name of a student entry: its model, params and training are reused")
     kd: dict[str, Any] = Field(default_factory=dict,
                                description="distillation losses and weights, e.g. {ranking: 0.5}")
+    params: dict[str, Any] = Field(default_factory=dict, description="model parameters set over the student's")
+    train: dict[str, Any] = Field(default_factory=dict, description="training options set over the student's")
     init: Literal["pca", "projection"] | None = None
     weighting: Literal["fixed", "uncertainty"] = "fixed"
 
@@ -69,9 +71,25 @@ class ScenarioConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="the scenario's own options")
 
 
+class TuneConfig(_Strict):
+    trials: int = Field(20, ge=1, description="Optuna trials per tuned model: the same for a student "
+                                              "and its distilled variants (equal budgets)")
+    seed: int = Field(0, ge=0, description="the samplers' seed")
+    pruner: Literal["median", "halving", "none"] = Field("median", description="stops weak trials on "
+                                                                               "their validation curve")
+    models: list[str] | None = Field(None, description="students and distilled models to tune (default: "
+                                                       "all of them); add 'teacher' to tune the teacher")
+    space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per model name: "
+                                             "{setting path: dimension} over the default space "
+                                             "(see distillrec.tuning.space)")
+
+
 class ExperimentConfig(_Strict):
     name: str = "experiment"
     seed: int = Field(0, ge=0)
+    seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, min_length=1, description="split seeds: each gets its own random split, teacher and fits "
+                                        "(tuning runs on the first); results as mean ± std with paired tests")
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     baselines: list[Literal["pop", "random"]] = Field(default_factory=lambda: ["pop"])
@@ -79,6 +97,20 @@ class ExperimentConfig(_Strict):
     students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig(name="mf")])
     distilled: list[DistilledConfig] = Field(default_factory=list)
     scenario: ScenarioConfig | None = None
+    tune: TuneConfig | None = Field(None, description="tune each model on validation before its final fit")
+
+    @property
+    def split_seeds(self) -> list[int]:
+        return list(self.seeds) if self.seeds else [self.seed]
+
+    def tuned_names(self) -> list[str]:
+        """Models the tune section tunes, in the order they are fitted."""
+        if self.tune is None:
+            return []
+        every = ["teacher"] * (self.teacher is not None) + [s.name for s in self.students] \
+            + [d.name for d in self.distilled]
+        chosen = self.tune.models
+        return [name for name in every if (name != "teacher" if chosen is None else name in chosen)]
 
     @model_validator(mode="after")
     def _consistent(self) -> "ExperimentConfig":
@@ -108,7 +140,31 @@ class ExperimentConfig(_Strict):
         if self.scenario is not None and self.scenario.name in ("cold-item", "cold-user") \
                 and self.split.name != self.scenario.name:
             raise ValueError(f"scenario {self.scenario.name!r} needs split name {self.scenario.name!r}")
+        if self.tune is not None:
+            self._check_tune(names)
+        if len(set(self.split_seeds)) != len(self.split_seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
         return self
+
+    def _check_tune(self, names: list[str]) -> None:
+        known = set(names) | ({"teacher"} if self.teacher is not None else set())
+        for key, where in [(n, "tune.models") for n in self.tune.models or []] + \
+                          [(n, "tune.space") for n in self.tune.space]:
+            if key not in known or key in self.baselines:
+                raise ValueError(f"{where}: {key!r} is not a tunable model of this config "
+                                 f"(students, distilled{', teacher' if self.teacher else ''})")
+        tuned = set(self.tuned_names())
+        for entry in self.distilled:  # equal effort: a tuned distilled model beside an untuned baseline is no result
+            if (entry.name in tuned) != (entry.student in tuned):
+                raise ValueError(f"tune: distilled model {entry.name!r} and its student {entry.student!r} must be "
+                                 f"tuned together (equal budgets), or neither")
+        from distillrec.tuning.space import parse_space
+
+        for name, space in self.tune.space.items():
+            try:
+                parse_space(space, f"tune.space.{name}")
+            except DistillrecError as exc:
+                raise ValueError(str(exc)) from None
 
 
 def load_config(path: str | Path | None) -> ExperimentConfig:

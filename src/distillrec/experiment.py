@@ -11,6 +11,8 @@ from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
 
 DEFAULT_KS = (10, 20)
+#: each evaluated user's test NDCG@10, written beside a run's metrics: the paired tests' input.
+PER_USER_FILE = "per_user.parquet"
 
 
 def prepare(dataset: str, split_name: str, seed: int, *, mapping: dict | None = None,
@@ -58,10 +60,33 @@ def make_evaluator(split: Split, dataset: Dataset, ks=DEFAULT_KS):
     return Evaluator(split, ks=ks, metrics=ACCURACY_METRICS + beyond, item_features=genres)
 
 
-def evaluate_scorer(scorer, split: Split, dataset: Dataset, ks=DEFAULT_KS) -> dict:
-    """Validation and test metrics of one scorer, in the metrics.json entry layout."""
+def evaluate_scorer(scorer, split: Split, dataset: Dataset, ks=DEFAULT_KS, *, per_user_dir: Path | None = None) -> dict:
+    """Validation and test metrics of one scorer, in the metrics.json entry layout
+    (per_user_dir: also write each user's test NDCG@10 there)."""
     evaluator = make_evaluator(split, dataset, ks)
+    if per_user_dir is not None:
+        write_per_user(per_user_dir, evaluator, scorer)
     return {part: evaluator.evaluate(scorer, part=part) for part in ("valid", "test")}
+
+
+def write_per_user(run_dir: Path, evaluator, test_scorer) -> None:
+    import pandas as pd
+
+    from distillrec import artifacts
+
+    users, values = evaluator.per_user(test_scorer, "test", "ndcg@10")
+    artifacts.write_parquet(Path(run_dir) / PER_USER_FILE, pd.DataFrame({"user": users, "ndcg@10": values}))
+
+
+def read_per_user(run_dir: Path):
+    """(users, test NDCG@10 values) of a run, or None when it has none."""
+    from distillrec import artifacts
+
+    path = Path(run_dir) / PER_USER_FILE
+    if not path.exists():
+        return None
+    frame = artifacts.read_parquet(path)
+    return frame["user"].to_numpy(), frame["ndcg@10"].to_numpy()
 
 
 def evaluate_baseline(model: str, *, dataset: str, split_name: str, seed: int,
@@ -91,8 +116,10 @@ def model_scorer(model, split: Split, part: str):
     return scorer
 
 
-def evaluate_model(model, split: Split, dataset: Dataset, ks=DEFAULT_KS) -> dict:
+def evaluate_model(model, split: Split, dataset: Dataset, ks=DEFAULT_KS, *, per_user_dir: Path | None = None) -> dict:
     evaluator = make_evaluator(split, dataset, ks)
+    if per_user_dir is not None:
+        write_per_user(per_user_dir, evaluator, model_scorer(model, split, "test"))
     return {part: evaluator.evaluate(model_scorer(model, split, part), part=part) for part in ("valid", "test")}
 
 
@@ -155,7 +182,7 @@ def fit_model(model_cls, name: str, ds: Dataset, split: Split, *, model_params: 
     result = trainer.fit(resume=resume)
     if not distributed.is_main():  # under torchrun, rank 0 evaluates and writes the run
         return {}
-    results = evaluate_model(model, split, ds)
+    results = evaluate_model(model, split, ds, per_user_dir=run_dir)
     cost = model_cost(model, split.n_users)
     history = [{"epoch": r["epoch"], "loss": r["loss"], "train_seconds": r["train_seconds"],
                 "valid": {k: v for k, v in r.get("valid", {}).items() if "@" in k}} for r in result.history]

@@ -15,18 +15,38 @@ from distillrec import artifacts, experiment, runs
 from distillrec.config import ExperimentConfig, dump_config
 from distillrec.console import console
 from distillrec.stages import Stage, content_key
+from distillrec.tuning import apply
 
 
 ENTRY = "entry.json"  # the stage's row of the aggregate metrics.json
 
 
 def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True) -> dict:
-    from distillrec.data.splitting import make_seeded_split
-    from distillrec.data.stats import attribute_warnings
+    """One run directory per split seed (just `out` for a single seed); with several seeds,
+    `out/metrics.json` holds every split's results, mean ± std and the paired tests."""
     from distillrec.params import check_experiment
 
     check_experiment(config)  # a config built in code gets the checks a loaded one had
     out = Path(out)
+    if not config.seeds:
+        return _run_split(config, out, progress=progress, selections={})
+    selections: dict[str, dict] = {}  # tuned on the first split, re-fitted as chosen on the others
+    started, per_split = time.perf_counter(), {}
+    for seed in config.split_seeds:
+        console.print(f"[bold]split seed {seed}[/]") if progress else None
+        split_config = config.model_copy(update={"seed": seed, "seeds": None}, deep=True)
+        per_split[seed] = _run_split(split_config, out / f"split-{seed}", progress=progress, selections=selections)
+    from distillrec.evidence import summarise_splits
+
+    metrics = summarise_splits(config, out, per_split, selections, wall_seconds=time.perf_counter() - started)
+    _write_resampled(out, config, metrics)
+    return metrics
+
+
+def _run_split(config: ExperimentConfig, out: Path, *, progress: bool, selections: dict[str, dict]) -> dict:
+    from distillrec.data.splitting import make_seeded_split
+    from distillrec.data.stats import attribute_warnings
+
     started = time.perf_counter()
     say = console.print if progress else (lambda *a, **k: None)
 
@@ -51,29 +71,50 @@ def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True
         models[name] = _cached(stage, say, lambda d, r, n=name: _baseline(n, ds, split, d, base_config))
         stages[stage.name] = str(stage.directory)
 
+    tuned = set(config.tuned_names())
+    tuner = _Tuner(config, ds, split, out / "tuning", data_key, selections, say) if tuned else None
+
     teacher_stage = None
     if config.teacher is not None:
         teacher = config.teacher
+        if "teacher" in tuned:
+            record = tuner.tune("teacher", teacher.model, teacher.params, teacher.train)
+            params, train, _ = apply(record["selected"], teacher.params, teacher.train)
+            teacher = teacher.model_copy(update={"params": params, "train": train})
         teacher_stage = Stage("teacher", out / "teacher", content_key(data_key, teacher.model_dump(mode="json")))
         models["teacher"] = _cached(teacher_stage, say,
-                                    lambda d, r: _teacher(config, ds, split, d, r, base_config, progress))
+                                    lambda d, r: _teacher(config, teacher, ds, split, d, r, base_config, progress))
         stages[teacher_stage.name] = str(teacher_stage.directory)
 
-    students = {s.name: s for s in config.students}
+    students = {}
     for student in config.students:
+        record = None
+        if student.name in tuned:
+            record = tuner.tune(student.name, student.model, student.params, student.train)
+            params, train, _ = apply(record["selected"], student.params, student.train)
+            student = student.model_copy(update={"params": params, "train": train})
+        students[student.name] = student
         stage = Stage(f"student {student.name}", out / "students" / student.name,
                       content_key(data_key, student.model_dump(mode="json")))
-        models[student.name] = _cached(stage, say, lambda d, r, st=student: _student(
-            st, ds, split, d, r, base_config, progress))
+        models[student.name] = _with_tuning(_cached(stage, say, lambda d, r, st=student: _student(
+            st, ds, split, d, r, base_config, progress)), record)
         stages[stage.name] = str(stage.directory)
 
     for entry in config.distilled:
         student = students[entry.student]
+        params, train = {**student.params, **entry.params}, {**student.train, **entry.train}
+        record = None
+        if entry.name in tuned:  # the student's space (its own override too) plus the terms'
+            record = tuner.tune(entry.name, student.model, params, train, kd=entry.kd, entry=entry,
+                                teacher_dir=teacher_stage.directory, base=student.name)
+            params, train, kd = apply(record["selected"], params, train, entry.kd)
+            entry = entry.model_copy(update={"kd": kd})
+        entry = entry.model_copy(update={"params": params, "train": train})
         stage = Stage(f"distilled {entry.name}", out / "distilled" / entry.name,
                       content_key(data_key, teacher_stage.key, entry.model_dump(mode="json"),
                                   student.model_dump(mode="json")))
-        models[entry.name] = _cached(stage, say, lambda d, r, e=entry, st=student: _distilled(
-            e, st, teacher_stage.directory, d, r, progress, config.seed))
+        models[entry.name] = _with_tuning(_cached(stage, say, lambda d, r, e=entry, st=student: _distilled(
+            e, st, teacher_stage.directory, d, r, progress, config.seed)), record)
         stages[stage.name] = str(stage.directory)
 
     scenarios = {}
@@ -86,13 +127,74 @@ def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True
             config, ds, split, teacher_stage.directory if teacher_stage else None, d, progress))
         stages[stage.name] = str(stage.directory)
 
-    metrics = {"models": models, "config": config.model_dump(mode="json"), "versions": artifacts.package_versions(),
+    from distillrec.evidence import split_comparisons
+
+    model_dirs = {name: Path(stages[stage]) for stage in stages for name in models
+                  if stage.split(" ", 1)[-1] == name}
+    metrics = {"models": models, "comparisons": split_comparisons(config, split, model_dirs),
+               "config": config.model_dump(mode="json"), "versions": artifacts.package_versions(),
                "data_fingerprint": ds.fingerprint, "seed": config.seed, "stages": stages,
                "wall_seconds": time.perf_counter() - started}
     if scenarios:
         metrics["scenarios"] = scenarios
     _write_summary(out, config, metrics)
     return metrics
+
+
+class _Tuner:
+    """Tunes models on this split (each a cached, resumable stage under `directory`), or hands
+    back the selections made on the first split (`selections`, shared across split seeds)."""
+
+    def __init__(self, config: ExperimentConfig, ds, split, directory: Path, data_key: str,
+                 selections: dict[str, dict], say):
+        self.config, self.ds, self.split, self.directory = config, ds, split, directory
+        self.data_key, self.selections, self.say = data_key, selections, say
+        self._knowledge: dict[str, object] = {}
+
+    def tune(self, name: str, model: str, params: dict, train: dict, *, kd: dict | None = None, entry=None,
+             teacher_dir: Path | None = None, base: str | None = None) -> dict:
+        if name in self.selections:
+            return self.selections[name]
+        from distillrec.tuning import search_space, tune_model
+
+        tune = self.config.tune
+        overrides = [tune.space.get(base)] if base else []
+        space = search_space(model, kd, *overrides, tune.space.get(name))
+        # The budget stays out of the key: raising `trials` continues the stored study.
+        key = content_key(self.data_key, name, model, params, train, kd, tune.seed, tune.pruner,
+                          [d.to_json() for d in space], entry.model_dump(mode="json") if entry else None)
+        stage = Stage(f"tune {name}", self.directory / name, key)
+        if stage.is_done() and artifacts.read_json(stage.directory / ENTRY).get("trials") != tune.trials:
+            stage.reopen()
+
+        def work(directory: Path, resume: bool) -> dict:
+            self.say(f"  {tune.trials} trials on validation, {len(space)} settings"
+                     + (" (continuing the stored study)" if resume else ""))
+            knowledge = self._teacher_knowledge(teacher_dir) if teacher_dir is not None else None
+            return tune_model(directory, model, self.ds, self.split, params=params, train=train,
+                              trials=tune.trials, kd=kd, knowledge=knowledge,
+                              weighting=entry.weighting if entry else "fixed", init=entry.init if entry else None,
+                              space=space, seed=tune.seed, pruner=tune.pruner, say=lambda line: self.say(f"  {line}"))
+
+        record = _cached(stage, self.say, work)
+        self.selections[name] = record
+        return record
+
+    def _teacher_knowledge(self, teacher_dir: Path):
+        if teacher_dir not in self._knowledge:
+            from distillrec.distill.runner import load_teacher
+
+            self._knowledge[teacher_dir] = load_teacher(teacher_dir).knowledge
+        return self._knowledge[teacher_dir]
+
+
+def _with_tuning(entry: dict, record: dict | None) -> dict:
+    """A model's row with its tuning summary (the full trial history stays in tuning/)."""
+    if record is None:
+        return entry
+    return {**entry, "tuning": {key: record[key] for key in ("trials", "finished", "pruned", "seed", "pruner",
+                                                             "space", "selected", "best_trial")}
+            | {"valid_ndcg@10": record["valid"]}}
 
 
 def _data_options(config: ExperimentConfig) -> dict:
@@ -115,17 +217,18 @@ def _cached(stage: Stage, say, work) -> dict:
 
 
 def _baseline(name, ds, split, stage_dir: Path, base_config) -> dict:
-    results = experiment.evaluate_scorer(experiment.baseline_scorer(name, split, base_config["seed"]), split, ds)
+    results = experiment.evaluate_scorer(experiment.baseline_scorer(name, split, base_config["seed"]), split, ds,
+                                         per_user_dir=stage_dir)
     entry = runs.model_entry("baseline", 0, results["valid"], results["test"])
     runs.write_run(stage_dir, dataset=ds, split=split, models={name: entry},
                    config={**base_config, "command": "run", "model": name})
     return entry
 
 
-def _teacher(config: ExperimentConfig, ds, split, stage_dir: Path, resume: bool, base_config, progress) -> dict:
+def _teacher(config: ExperimentConfig, teacher, ds, split, stage_dir: Path, resume: bool, base_config,
+             progress) -> dict:
     from distillrec.teachers.knowledge import extract_knowledge
 
-    teacher = config.teacher
     model_cls = experiment.registered_model(teacher.model)
     train_config = experiment.make_train_config(teacher.train, config.seed)
     model = model_cls.build(ds, split, seed=config.seed, **teacher.params)
@@ -162,10 +265,11 @@ def _distilled(entry, student, teacher_dir: Path, stage_dir: Path, resume: bool,
     distillation restarts: its objective's state is rebuilt from the teacher.)"""
     from distillrec.distill.runner import distill_student
 
-    params = dict(student.params)
+    params = {**student.params, **entry.params}
     dim = params.pop("dim", 64)
     _, metrics = distill_student(teacher_dir, student.model, entry.kd, dim=dim, seed=seed, init=entry.init,
-                                 weighting=entry.weighting, model_params=params, train_params=student.train,
+                                 weighting=entry.weighting, model_params=params,
+                                 train_params={**student.train, **entry.train},
                                  out=stage_dir, progress=progress)
     model_entry = next(iter(metrics["models"].values()))
     return {**model_entry, "student": student.model, "dim": dim, "baseline": student.name}
@@ -179,6 +283,23 @@ def _scenario(config: ExperimentConfig, ds, split, teacher_dir: Path | None, sta
     return run_scenario(config.scenario.name, context).to_json()
 
 
+def _write_resampled(out: Path, config: ExperimentConfig, metrics: dict) -> None:
+    from distillrec.evidence import activity_rows, comparison_rows
+    from distillrec.report.html import write_report
+    from distillrec.report.summary import rows_table, summary_table
+
+    artifacts.write_text(out / "config.yaml", dump_config(config))
+    artifacts.write_json(out / "metrics.json", metrics)
+    write_report(metrics, out / "report.html")
+    seeds = metrics["seeds"]
+    console.print(summary_table(metrics, title=f"test metrics, mean over {len(seeds)} split seeds {seeds}"))
+    if metrics["comparisons"]:
+        console.print(rows_table(comparison_rows(metrics), "lifts (paired over split seeds and over users)"))
+        console.print(rows_table(activity_rows(metrics), "lift by users' training interactions "
+                                                         "(quartiles, mean over splits)"))
+    console.print(f"wrote {out / 'metrics.json'} and {out / 'report.html'} ({metrics['wall_seconds']:.0f} s)")
+
+
 def _write_summary(out: Path, config: ExperimentConfig, metrics: dict) -> None:
     from distillrec.report.html import write_report
     from distillrec.report.summary import rows_table, summary_table
@@ -188,6 +309,10 @@ def _write_summary(out: Path, config: ExperimentConfig, metrics: dict) -> None:
     write_report(metrics, out / "report.html")
     if metrics["models"]:
         console.print(summary_table(metrics))
+    if metrics.get("comparisons"):
+        from distillrec.evidence import comparison_rows
+
+        console.print(rows_table(comparison_rows(metrics), "lifts (paired over users)"))
     for name, scenario in (metrics.get("scenarios") or {}).items():
         console.print(rows_table(scenario["table"], f"scenario {name}"))
     console.print(f"wrote {out / 'metrics.json'} and {out / 'report.html'} "

@@ -60,6 +60,10 @@ class Stage:
         artifacts.write_json(self.directory / STAGE_FILE, {"name": self.name, "key": self.key, "status": "running"})
         return False
 
+    def reopen(self) -> None:
+        """Mark a finished stage as running again, keeping its files (a study given more trials)."""
+        artifacts.write_json(self.directory / STAGE_FILE, {"name": self.name, "key": self.key, "status": "running"})
+
     def finish(self) -> None:
         artifacts.write_json(self.directory / STAGE_FILE, {"name": self.name, "key": self.key, "status": "done"})
         # The manifest covers every file, stage.json included, so re-verify after the update.

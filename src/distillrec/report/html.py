@@ -180,6 +180,22 @@ def generic_table(rows: list[dict], where: str) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
+def _evidence_section(metrics: dict) -> str:
+    """Lifts with their paired tests, and where they come from (users' activity)."""
+    if not metrics.get("comparisons"):
+        return ""
+    from distillrec.evidence import activity_rows, comparison_rows
+
+    seeds = metrics.get("seeds")
+    note = (f"Mean ± std over split seeds {seeds}; p: paired t-test over splits, and each split's "
+            "Wilcoxon signed-rank test over users' test NDCG@10." if seeds else
+            "Test NDCG@10 paired user by user: Wilcoxon signed-rank and paired t-test, two-sided.")
+    return ('<section id="evidence"><h2>Lifts and significance</h2>'
+            f'<p class="note">{_e(note)}</p>{generic_table(comparison_rows(metrics), "comparisons")}'
+            '<h3>By users\' training interactions (quartiles)</h3>'
+            f'{generic_table(activity_rows(metrics), "comparisons by activity")}</section>')
+
+
 def _ablation_section(metrics: dict) -> str:
     rows = (metrics.get("ablation") or {}).get("rows") or []
     if not rows:
@@ -213,7 +229,7 @@ def _config_section(metrics: dict) -> str:
 def render_report(metrics: dict) -> str:
     """The report of a run's aggregate metrics as one HTML document."""
     # The tables first: a malformed one fails at once, before seconds of plotting.
-    tables = _ablation_section(metrics) + _scenario_sections(metrics)
+    tables = _evidence_section(metrics) + _ablation_section(metrics) + _scenario_sections(metrics)
     figures = "".join(_figure(spec, metrics) for spec in PLOTS)
     return ("<!DOCTYPE html>\n"
             f'<html lang="en"><head><meta charset="utf-8">'

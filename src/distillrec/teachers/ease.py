@@ -53,6 +53,9 @@ def ease_weights(gram: np.ndarray, l2: float) -> np.ndarray:
 
 @MODELS.register("ease")
 class EASETeacher(Recommender):
+    #: what `distillrec tune` searches: the closed form has no training settings, only its ridge.
+    tune_space = {"params.l2": {"low": 10.0, "high": 10000.0, "log": True}}
+
     def __init__(self, weights: torch.Tensor, text_embeddings: torch.Tensor, n_users: int, *, rank: int = 64):
         super().__init__()
         n_items = weights.shape[0]

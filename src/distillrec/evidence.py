@@ -1,0 +1,161 @@
+"""The before/after evidence of a run: which model is compared with which, paired per user on
+each split, paired across split seeds, and broken down by how active users are.
+
+Pairs: every distilled model against its own undistilled student, and the teacher against each
+student; a comparison names the `model` and what it is compared with (`vs`), and "base" and
+"other" hold their values. Per split (`split_comparisons`) the test NDCG@10 of both models is paired user by user
+(Wilcoxon signed-rank and paired t) and split into quartiles of users' training interactions;
+across split seeds (`summarise_splits`) the per-split values are paired (t-test) and reported as
+mean ± std. The values come from each stage's `per_user.parquet`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from distillrec.config import ExperimentConfig
+from distillrec.evaluation.significance import activity_groups, breakdown, paired_splits, paired_users
+from distillrec.experiment import read_per_user
+
+METRIC = "ndcg@10"
+SUMMARISED = ("ndcg@10", "recall@10", "ndcg@20", "recall@20")
+
+
+def pairs(config: ExperimentConfig) -> list[tuple[str, str]]:
+    """(base, other) model names to compare, in report order."""
+    out = [(entry.student, entry.name) for entry in config.distilled]
+    if config.teacher is not None:
+        out += [(student.name, "teacher") for student in config.students]
+    return out
+
+
+def split_comparisons(config: ExperimentConfig, split, model_dirs: dict[str, Path]) -> list[dict]:
+    """One row per pair on this split: the paired per-user test and the activity breakdown
+    (pairs whose per-user values are missing, e.g. stages cached by an older version, are skipped)."""
+    counts = np.bincount(split.train["user"].to_numpy(np.int64), minlength=split.n_users)
+    rows = []
+    for base, other in pairs(config):
+        a, b = (read_per_user(model_dirs[name]) if name in model_dirs else None for name in (base, other))
+        if a is None or b is None:
+            continue
+        groups = activity_groups(counts, a[0])
+        rows.append({"model": other, "vs": base, "metric": f"test {METRIC}", **paired_users(a, b),
+                     "by_activity": breakdown(a[0], a[1], b[0], b[1], groups)})
+    return rows
+
+
+def summarise_splits(config: ExperimentConfig, out: Path, per_split: dict[int, dict], selections: dict,
+                     *, wall_seconds: float) -> dict:
+    """The aggregate metrics.json of a resampled run: per model mean ± std over split seeds,
+    each pair's lift with its across-split paired test, and the per-split per-user tests."""
+    from distillrec import artifacts
+
+    seeds = list(per_split)
+    first = per_split[seeds[0]]
+    summary = {}
+    for name in first["models"]:
+        summary[name] = {"role": first["models"][name].get("role")}
+        for part in ("valid", "test"):
+            for metric in SUMMARISED:
+                values = [per_split[s]["models"][name][part][metric] for s in seeds
+                          if (per_split[s]["models"][name].get(part) or {}).get(metric) is not None]
+                if len(values) == len(seeds):
+                    summary[name][f"{part} {metric}"] = {"mean": float(np.mean(values)),
+                                                         "std": float(np.std(values, ddof=1)) if len(values) > 1
+                                                         else 0.0, "values": values}
+    comparisons = []
+    for base, other in pairs(config):
+        if base not in first["models"] or other not in first["models"]:
+            continue
+        values = {name: [per_split[s]["models"][name]["test"][METRIC] for s in seeds] for name in (base, other)}
+        per_user = [{"seed": s, **{k: v for k, v in row.items() if k != "by_activity"}}
+                    for s in seeds for row in per_split[s].get("comparisons", [])
+                    if (row["vs"], row["model"]) == (base, other)]
+        comparisons.append({"model": other, "vs": base, "metric": f"test {METRIC}",
+                            **paired_splits(values[base], values[other]), "per_split": per_user,
+                            "by_activity": _mean_breakdown(per_split, seeds, base, other)})
+    return {"seeds": seeds, "models": _mean_models(per_split, seeds), "summary": summary, "comparisons": comparisons,
+            "tuning": {name: {k: v for k, v in record.items() if k != "history"} for name, record in selections.items()},
+            "splits": {str(s): str(out / f"split-{s}") for s in seeds},
+            "config": config.model_dump(mode="json"), "versions": artifacts.package_versions(),
+            "data_fingerprint": first["data_fingerprint"], "wall_seconds": wall_seconds}
+
+
+def _mean_breakdown(per_split: dict[int, dict], seeds: list[int], base: str, other: str) -> list[dict]:
+    """Activity quartiles averaged over splits (each split's quartiles come from its own training data)."""
+    tables = [row["by_activity"] for s in seeds for row in per_split[s].get("comparisons", [])
+              if (row["vs"], row["model"]) == (base, other)]
+    if len(tables) != len(seeds) or len({len(t) for t in tables}) != 1:
+        return []
+    out = []
+    for i, group in enumerate(tables[0]):
+        cells = [t[i] for t in tables]
+        b = [c["base"] for c in cells if c["base"] is not None]
+        o = [c["other"] for c in cells if c["other"] is not None]
+        out.append({"group": group["group"], "n_users": int(np.mean([c["n_users"] for c in cells])),
+                    "base": float(np.mean(b)) if b else None, "other": float(np.mean(o)) if o else None,
+                    "lift": (float(np.mean(o)) / float(np.mean(b)) - 1) if b and o and np.mean(b) else None,
+                    "splits_better": sum(c["other"] > c["base"] for c in cells
+                                         if c["base"] is not None and c["other"] is not None)})
+    return out
+
+
+def _mean_models(per_split: dict[int, dict], seeds: list[int]) -> dict:
+    """Each model's row with its metrics averaged over split seeds (cost from the first split),
+    so the summary table and plots read a resampled run like a single one."""
+    first = per_split[seeds[0]]["models"]
+    out = {}
+    for name, entry in first.items():
+        row = {k: v for k, v in entry.items() if k not in ("history", "tuning")}
+        for part in ("valid", "test"):
+            keys = [k for k, v in (entry.get(part) or {}).items() if isinstance(v, (int, float))]
+            row[part] = {k: float(np.mean([per_split[s]["models"][name][part][k] for s in seeds])) for k in keys}
+        row["test_std"] = {k: float(np.std([per_split[s]["models"][name]["test"][k] for s in seeds], ddof=1))
+                           for k in SUMMARISED if len(seeds) > 1 and k in row["test"]}
+        out[name] = row
+    return out
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2g}" if value >= 1e-4 else "<1e-4"
+
+
+def _lift(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1%}"
+
+
+def comparison_rows(metrics: dict) -> list[dict]:
+    """The lifts as display rows: per split seed pairs when the run is resampled, else per user."""
+    rows = []
+    for c in metrics.get("comparisons") or []:
+        if "n_splits" in c:  # resampled
+            per_user = c.get("per_split") or []
+            rows.append({"model": c["model"], "vs": c["vs"],
+                         f"vs {METRIC}": f"{c['base_mean']:.4f} ± {c['base_std']:.4f}",
+                         f"model {METRIC}": f"{c['other_mean']:.4f} ± {c['other_std']:.4f}",
+                         "lift": _lift(c["lift"]), "lift ± std": f"{_lift(c['lift_mean'])} ± {c['lift_std'] or 0:.1%}"
+                         if c.get("lift_mean") is not None else "–",
+                         "p (splits, paired t)": _p(c["t_p"]),
+                         "p (users, Wilcoxon) per split": " / ".join(_p(r["wilcoxon_p"]) for r in per_user),
+                         "splits better": f"{sum(r['other'] > r['base'] for r in per_user)}/{c['n_splits']}"})
+        else:
+            rows.append({"model": c["model"], "vs": c["vs"], f"vs {METRIC}": f"{c['base']:.4f}",
+                         f"model {METRIC}": f"{c['other']:.4f}", "lift": _lift(c["lift"]),
+                         "p (users, Wilcoxon)": _p(c["wilcoxon_p"]), "p (users, paired t)": _p(c["t_p"]),
+                         "users": c["n_users"]})
+    return rows
+
+
+def activity_rows(metrics: dict) -> list[dict]:
+    """Each pair's lift within quartiles of users' training interactions."""
+    rows = []
+    for c in metrics.get("comparisons") or []:
+        for group in c.get("by_activity") or []:
+            rows.append({"model": c["model"], "vs": c["vs"], "users' training items": group["group"],
+                         "users": group["n_users"], "vs value": group["base"], "model value": group["other"],
+                         "lift": _lift(group["lift"]),
+                         **({"splits better": f"{group['splits_better']}/{c['n_splits']}"} if "n_splits" in c
+                            else {"p (Wilcoxon)": _p(group.get("wilcoxon_p"))})})
+    return rows
