@@ -1,0 +1,76 @@
+"""BENCHMARKS.md's equal-budget tables, rendered from the metrics.json that `distillrec run` wrote.
+
+    distillrec run configs/ml-100k.yaml --out runs/ml-100k
+    python benchmarks/evidence_table.py runs/ml-100k [runs/ml-1m ...] > benchmarks/out/evidence.md
+
+Nothing is computed here: every figure comes from the run's metrics.json (the tables the
+terminal printed), so the published numbers are exactly the command's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from distillrec.evidence import activity_rows, comparison_rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(none)\n"
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    cell = lambda v: "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def model_rows(metrics: dict) -> list[dict]:
+    rows = []
+    for name, entry in metrics["models"].items():
+        stats = metrics.get("summary", {}).get(name, {})
+        row = {"model": name, "role": entry.get("role")}
+        for key in ("test ndcg@10", "test recall@10", "valid ndcg@10"):
+            if key in stats:
+                row[key] = f"{stats[key]['mean']:.4f} ± {stats[key]['std']:.4f}"
+        row["params"] = entry.get("params")
+        rows.append(row)
+    return rows
+
+
+def tuning_rows(metrics: dict) -> list[dict]:
+    return [{"model": name, "trials": record["trials"], "pruned": record["pruned"],
+             "valid ndcg@10 (split seed %d)" % metrics["seeds"][0]: f"{record['valid']:.4f}",
+             "selected": ", ".join(f"{k.split('.', 1)[1]}={_short(v)}" for k, v in record["selected"].items())}
+            for name, record in metrics.get("tuning", {}).items()]
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def render(run: Path) -> str:
+    metrics = json.loads((run / "metrics.json").read_text())
+    seeds = metrics.get("seeds", [metrics.get("seed")])
+    return "\n".join([
+        f"#### {metrics['config']['data']['dataset']}: split seeds {seeds} (`{run}/metrics.json`)\n",
+        markdown_table(model_rows(metrics)),
+        "Lifts (test NDCG@10; p: paired t over split seeds, Wilcoxon over users per split):\n",
+        markdown_table(comparison_rows(metrics)),
+        "By users' training interactions (quartiles; mean over splits):\n",
+        markdown_table(activity_rows(metrics)),
+        "Tuning (the same number of trials for every model; selected on validation only):\n",
+        markdown_table(tuning_rows(metrics)),
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories written by `distillrec run`")
+    args = parser.parse_args()
+    print("\n".join(render(run) for run in args.runs))
+
+
+if __name__ == "__main__":
+    main()
