@@ -457,9 +457,12 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # click's usage errors carry their own exit code
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
+        # typer >= 0.2x vendors its own click: its usage errors derive from typer.TyperException
+        # and its exit from typer.Exit, not from the click package's classes.
+        usage = (click.exceptions.ClickException, getattr(typer, "TyperException", click.exceptions.ClickException))
+        if isinstance(exc, usage) and hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
+        if isinstance(exc, (click.exceptions.Exit, typer.Exit)):
             sys.exit(exc.exit_code)
         raise

@@ -22,6 +22,10 @@ from distillrec.tuning.space import Dimension, sample
 
 STUDY_FILE = "study.db"
 PRUNERS = ("median", "halving", "none")
+#: random trials before TPE models the others (Optuna's default). Not derived from the budget:
+#: then trial n does not depend on `trials`, and a study continued to a larger budget, or read
+#: at a smaller one, holds exactly the trials a fresh study of that budget would.
+STARTUP_TRIALS = 10
 
 
 @dataclass
@@ -59,7 +63,7 @@ def run_study(directory: str | Path, objective: Callable[[TrialContext], float],
               trials: int, seed: int = 0, pruner: str = "median",
               say: Callable[[str], None] = lambda line: None) -> dict:
     """Run (or continue) the study in `directory` until it holds `trials` finished trials;
-    returns the tuning record: {"trials", "finished", "pruned", "failed", "seed", "pruner",
+    returns the tuning record: {"trials", "finished", "pruned", "seed", "pruner",
     "space", "selected", "valid", "best_trial", "history"}."""
     import optuna
     from optuna.trial import TrialState
@@ -73,10 +77,9 @@ def run_study(directory: str | Path, objective: Callable[[TrialContext], float],
                                 direction="maximize", pruner=make_pruner(pruner), load_if_exists=True)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         study.tell(trial.number, state=TrialState.FAIL)  # killed mid-trial: its place is re-run
-    startup = min(10, max(1, trials // 2))
     started, ran = time.perf_counter(), 0
     while (done := _finished(study)) < trials:
-        study.sampler = optuna.samplers.TPESampler(seed=seed + done, n_startup_trials=startup)
+        study.sampler = optuna.samplers.TPESampler(seed=seed + done, n_startup_trials=STARTUP_TRIALS)
         trial = study.ask()
         assignment = sample(trial, dimensions)
         trial_started = time.perf_counter()
