@@ -7,15 +7,15 @@ from distillrec.params import (ParamError, check_kd, check_model_params, check_s
 
 
 def test_every_registered_model_and_term_declares_a_consistent_schema():
-    from distillrec.distill.objective import TERMS
+    from distillrec.distill.objective import METHODS
     from distillrec.students.base import MODELS
 
     model_class("lm-teacher", "model")  # registers the teachers too
     for name in MODELS.names():
         schema = model_schema(MODELS.get(name))  # a stale params_schema key raises here
         assert "seed" not in schema.params and "seed" in schema.reserved
-    for cls in TERMS.values():
-        assert {"weight", "schedule"} <= set(term_schema(cls).params)
+    for name in METHODS.names():
+        assert {"weight", "schedule"} <= set(term_schema(METHODS.get(name)).params)
 
 
 def test_model_params_come_from_build_and_the_constructor_it_forwards_to():

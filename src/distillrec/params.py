@@ -421,7 +421,7 @@ def check_kd(spec: Mapping[str, Any] | None, where: str = "kd") -> dict[str, Any
         if canonical in seen:
             raise ParamError(path, f"the same method as {seen[canonical]!r} ({canonical})")
         seen[canonical] = name
-        schema = term_schema(objective.TERMS.get(canonical))
+        schema = term_schema(objective.METHODS.get(canonical))
         if isinstance(value, Mapping):
             out[name] = check_params(schema, value, path)
             check_schedule(value.get("schedule"), f"{path}.schedule")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from distillrec.data.dataset import RawData, build_dataset
 from distillrec.data.splitting import random_split
 from distillrec.distill.losses import ranking_distillation, soft_target_kl, student_ranks
-from distillrec.distill.objective import (ALIASES, TERMS, DistillObjective, catalogue_ranks, normalise_spec,
+from distillrec.distill.objective import (ALIASES, METHODS, DistillObjective, catalogue_ranks, normalise_spec,
                                           parse_spec)
 from distillrec.errors import DistillrecError
 from distillrec.students.mf import MatrixFactorization
@@ -91,10 +91,10 @@ def students(tiny):
 def test_every_method_gives_a_finite_named_term_whose_gradient_reaches_the_student_only(knowledge, tiny, student_name):
     model, batch = students(tiny)[student_name]
     before = {name: tensor.clone() for name, tensor in knowledge.tensors.items()}
-    spec = {name: {"weight": 1.0, **SMALL.get(name, {})} for name in TERMS}
+    spec = {name: {"weight": 1.0, **SMALL.get(name, {})} for name in METHODS.names()}
     objective = DistillObjective(spec, knowledge, model)
     terms = objective(model, batch)
-    assert set(terms) == {f"kd/{name}" for name in TERMS}
+    assert set(terms) == {f"kd/{name}" for name in METHODS.names()}
     assert all(torch.isfinite(value) and value.dim() == 0 for value in terms.values())
     sum(terms.values()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in objective.terms["feature"].projector.parameters())
@@ -187,7 +187,7 @@ def test_terms_are_logged_by_the_trainer_and_the_projector_is_trained(knowledge,
     assert not torch.equal(objective.terms["feature"].projector.net.weight, projector_before)
 
 
-@pytest.mark.parametrize("name", sorted(set(TERMS) | set(ALIASES)))
+@pytest.mark.parametrize("name", sorted(set(METHODS.names()) | set(ALIASES)))
 def test_every_method_name_and_alias_resolves(name):
     canonical = ALIASES.get(name, name)
     assert normalise_spec({name: 0.5}) == {canonical: {"weight": 0.5}}

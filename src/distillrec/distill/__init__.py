@@ -1,6 +1,7 @@
-"""Knowledge distillation on tensors: losses (registered in `KD_LOSSES`) and their weighting."""
+"""Knowledge distillation: the methods config names (`METHODS`, in objective), their tensor
+losses (distill.losses) and their weighting."""
 
-from distillrec.distill.losses import KD_LOSSES
+from distillrec.distill.objective import METHODS
 from distillrec.distill.weighting import SCHEDULES, WEIGHTINGS
 
-__all__ = ["KD_LOSSES", "SCHEDULES", "WEIGHTINGS"]
+__all__ = ["METHODS", "SCHEDULES", "WEIGHTINGS"]

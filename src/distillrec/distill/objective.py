@@ -9,7 +9,7 @@ buffers and detached everywhere: gradients never reach it.
 
 A spec maps a method name to a weight or to options:
     {"feature": 1.0, "ranking": {"weight": 0.5, "k": 20, "lam": 10, "weighting": "dllm2rec"}}
-Method names are the `KD_LOSSES` names, plus the short aliases in `ALIASES`. Every option
+Method names are the `METHODS` names, plus the short aliases in `ALIASES`. Every option
 except "weight" and "schedule" belongs to the method (see each term's docstring).
 
 Students: MF, two-tower and SASRec. For SASRec a batch row is a training window and its user
@@ -26,12 +26,13 @@ import torch
 from torch import nn
 
 from distillrec.distill.losses import (
-    KD_LOSSES, Projector, feature_loss, importance_weights, info_nce, neighbour_graph,
+    Projector, feature_loss, importance_weights, info_nce, neighbour_graph,
     rank_discrepancy_weights, ranking_distillation, relaxed_ranking, rkd_angle, rkd_distance,
     similarity_preserving, soft_target_kl,
 )
 from distillrec.distill.weighting import SCHEDULES, WEIGHTINGS, confidence_weights
 from distillrec.errors import DistillrecError
+from distillrec.registry import Registry
 
 if TYPE_CHECKING:
     from distillrec.teachers.knowledge import Knowledge
@@ -44,10 +45,10 @@ _COMMON_OPTIONS = ("weight", "schedule")
 
 
 def resolve_method(name: str) -> str:
-    """The KD_LOSSES name of a spec name; unknown names list every valid one."""
+    """The METHODS name of a spec name; unknown names list every valid one."""
     canonical = ALIASES.get(name, name)
-    if canonical not in KD_LOSSES or canonical not in TERMS:
-        valid = sorted(set(TERMS) | set(ALIASES))
+    if canonical not in METHODS:
+        valid = sorted(set(METHODS.names()) | set(ALIASES))
         raise DistillrecError(f"unknown distillation method {name!r}; expected one of: {', '.join(valid)}")
     return canonical
 
@@ -150,12 +151,12 @@ class Term(nn.Module):
         raise NotImplementedError
 
 
-TERMS: dict[str, type[Term]] = {}
+#: the distillation methods a config can name, each a Term class registered by its `name`.
+METHODS: Registry[type[Term]] = Registry("distillation method")
 
 
 def _term(cls: type[Term]) -> type[Term]:
-    TERMS[cls.name] = cls
-    return cls
+    return METHODS.register(cls.name)(cls)
 
 
 def _unique_rows(view: BatchView) -> torch.Tensor:
@@ -260,11 +261,15 @@ class _RelationTerm(Term):
 
 @_term
 class DistanceTerm(_RelationTerm):
+    """RKD distance: the student's pairwise distances match the teacher's (options: as _RelationTerm)."""
+
     name = "rkd-distance"
 
 
 @_term
 class AngleTerm(_RelationTerm):
+    """RKD angle: the angles of the student's triplets match the teacher's (options: as _RelationTerm)."""
+
     name = "rkd-angle"
     defaults = {"on": "both", "max_rows": 48}  # O(rows^3) memory
     loss = staticmethod(rkd_angle)
@@ -272,6 +277,9 @@ class AngleTerm(_RelationTerm):
 
 @_term
 class SimilarityTerm(_RelationTerm):
+    """Similarity-preserving KD: the student's batch similarity matrix matches the teacher's
+    (options: as _RelationTerm)."""
+
     name = "similarity-preserving"
     loss = staticmethod(similarity_preserving)
 
@@ -483,7 +491,7 @@ class DistillObjective(nn.Module):
             torch.manual_seed(seed)
             for name, options in self.spec.items():
                 own = {key: value for key, value in options.items() if key not in _COMMON_OPTIONS}
-                self.terms[name] = TERMS[name](self.knowledge, student_dim, own)
+                self.terms[name] = METHODS.get(name)(self.knowledge, student_dim, own)
         for name, options in self.spec.items():
             self.weightings[name] = _make_weighting(weighting, name, options["weight"])
             self.schedules[name] = _make_schedule(name, options.get("schedule"))

@@ -160,12 +160,12 @@ def model_space(model_cls: type) -> dict[str, Any]:
 
 def kd_space(kd: Mapping[str, Any]) -> dict[str, Any]:
     """Each term's weight and main options searched on a log scale around their set value."""
-    from distillrec.distill.objective import TERMS, resolve_method
+    from distillrec.distill.objective import METHODS, resolve_method
 
     space: dict[str, Any] = {}
     for name, value in kd.items():
         options = dict(value) if isinstance(value, Mapping) else {"weight": value}
-        defaults = {"weight": 1.0, **TERMS[resolve_method(str(name))].defaults}
+        defaults = {"weight": 1.0, **METHODS.get(resolve_method(str(name))).defaults}
         for option, factor in TERM_OPTIONS.items():
             if option not in defaults:
                 continue

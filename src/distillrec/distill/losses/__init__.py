@@ -1,10 +1,10 @@
-"""Distillation losses, each registered by name in `KD_LOSSES` so config can compose them.
+"""Distillation losses: plain functions of tensors, usable on their own.
 
-Importing this package registers every loss. All losses take plain tensors and detach the
-teacher's side: gradients reach the student (and its projector) only.
+Config does not name these: it names the methods of `distillrec.distill.objective.METHODS`,
+each of which applies one of them to a student and the teacher's knowledge. All losses take
+plain tensors and detach the teacher's side: gradients reach the student (and its projector) only.
 """
 
-from distillrec.distill.losses.base import KD_LOSSES
 from distillrec.distill.losses.contrastive import info_nce
 from distillrec.distill.losses.feature import Projector, feature_loss
 from distillrec.distill.losses.ranking import (
@@ -24,7 +24,7 @@ from distillrec.distill.losses.relation import (
 from distillrec.distill.losses.response import soft_target_kl
 
 __all__ = [
-    "KD_LOSSES", "Projector", "feature_loss", "importance_weights", "info_nce", "neighbour_graph",
+    "Projector", "feature_loss", "importance_weights", "info_nce", "neighbour_graph",
     "position_weights", "rank_discrepancy_weights", "ranking_distillation", "relaxed_ranking",
     "rkd_angle", "rkd_distance", "similarity_preserving", "soft_target_kl", "student_ranks",
 ]

@@ -1,4 +1,4 @@
-"""The distillation-loss registry and the input checks every loss shares.
+"""The input checks and reduction every distillation loss shares.
 
 Every loss takes plain tensors and treats the teacher's side as a constant: it is detached
 inside the loss, so no gradient can reach a teacher even if the caller forgot `no_grad`.
@@ -6,14 +6,11 @@ inside the loss, so no gradient can reach a teacher even if the caller forgot `n
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 
 from distillrec.errors import DistillrecError
-from distillrec.registry import Registry
-
-KD_LOSSES: Registry[Callable[..., torch.Tensor]] = Registry("distillation loss")
 
 #: per-sample losses return the batch mean ("mean") or one value per row ("none"), so the
 #: objective can apply per-sample weights such as `confidence_weights` before averaging.

@@ -6,10 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distillrec.distill.losses.base import KD_LOSSES, Reduction, reduce, require, require_same_shape
+from distillrec.distill.losses.base import Reduction, reduce, require, require_same_shape
 
 
-@KD_LOSSES.register("info-nce")
 def info_nce(student_proj: torch.Tensor, teacher_proj: torch.Tensor, temperature: float = 0.1,
              symmetric: bool = False, reduction: Reduction = "mean") -> torch.Tensor:
     """Projected student [B, d] vs teacher [B, d] representations of the same rows, InfoNCE.

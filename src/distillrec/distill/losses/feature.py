@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distillrec.distill.losses.base import KD_LOSSES, Reduction, reduce, require_same_shape
+from distillrec.distill.losses.base import Reduction, reduce, require_same_shape
 from distillrec.errors import DistillrecError
 
 
@@ -33,7 +33,6 @@ class Projector(nn.Module):
         return self.net(student)
 
 
-@KD_LOSSES.register("feature")
 def feature_loss(student: torch.Tensor, teacher: torch.Tensor, projector: nn.Module | None = None,
                  kind: Literal["mse", "cosine"] = "mse", reduction: Reduction = "mean") -> torch.Tensor:
     """Student representations [B, d_s] (projected) vs teacher representations [B, d_t], row by row.

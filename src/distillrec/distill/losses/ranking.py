@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distillrec.distill.losses.base import KD_LOSSES, Reduction, reduce, require
+from distillrec.distill.losses.base import Reduction, reduce, require
 
 #: DLLM2Rec's published mix of (position, confidence, consistency) weights.
 DLLM2REC_MIX = (0.3, 0.5, 0.1)
@@ -80,7 +80,6 @@ def importance_weights(ranks: torch.Tensor, teacher_conf: torch.Tensor, in_stude
     return mixed / mixed.sum(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-@KD_LOSSES.register("ranking-distillation")
 def ranking_distillation(student_scores_topk: torch.Tensor, weights: torch.Tensor | None = None,
                          lam: float = 1.0, reduction: Reduction = "mean") -> torch.Tensor:
     """Student scores [B, K] of the teacher's top-K items (teacher order) as weighted positives.
@@ -100,7 +99,6 @@ def ranking_distillation(student_scores_topk: torch.Tensor, weights: torch.Tenso
     return reduce(per_sample, reduction)
 
 
-@KD_LOSSES.register("relaxed-ranking")
 def relaxed_ranking(student_scores_topk: torch.Tensor, student_scores_rest: torch.Tensor,
                     reduction: Reduction = "mean") -> torch.Tensor:
     """Student scores [B, K] of the teacher's top-K (teacher order) and [B, M] of sampled others.

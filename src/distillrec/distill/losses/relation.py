@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distillrec.distill.losses.base import KD_LOSSES, require, require_same_rows
+from distillrec.distill.losses.base import require, require_same_rows
 
 _EPS = 1e-12
 
@@ -36,7 +36,6 @@ def _normalised_distances(x: torch.Tensor) -> torch.Tensor:
     return distances / distances.mean().clamp_min(_EPS)
 
 
-@KD_LOSSES.register("rkd-distance")
 def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Pairwise distances of a batch [B, d_s] vs [B, d_t], each normalised by its mean (RKD-D).
 
@@ -64,7 +63,6 @@ def _triplet_cosines(x: torch.Tensor) -> torch.Tensor:
     return cosines[distinct]
 
 
-@KD_LOSSES.register("rkd-angle")
 def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Angles formed by every triplet of a batch [B, d_s] vs [B, d_t] (RKD-A).
 
@@ -81,7 +79,6 @@ def _row_normalised_gram(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x @ x.T, p=2, dim=1)
 
 
-@KD_LOSSES.register("similarity-preserving")
 def similarity_preserving(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Row-normalised Gram matrices of a batch [B, ...] vs [B, ...] (Tung & Mori 2019).
 
@@ -94,7 +91,6 @@ def similarity_preserving(student: torch.Tensor, teacher: torch.Tensor) -> torch
     return difference.pow(2).sum() / len(student) ** 2
 
 
-@KD_LOSSES.register("neighbour-graph")
 def neighbour_graph(student_items: torch.Tensor, knn_index: torch.Tensor,
                     knn_weight: torch.Tensor | None = None, temperature: float = 0.1,
                     anchors: torch.Tensor | None = None) -> torch.Tensor:

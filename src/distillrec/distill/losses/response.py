@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distillrec.distill.losses.base import KD_LOSSES, Reduction, reduce, require, require_same_shape
+from distillrec.distill.losses.base import Reduction, reduce, require, require_same_shape
 
 
-@KD_LOSSES.register("soft-target-kl")
 def soft_target_kl(student_scores: torch.Tensor, teacher_scores: torch.Tensor, temperature: float = 1.0,
                    reduction: Reduction = "mean") -> torch.Tensor:
     """Student scores [B, C] vs teacher scores [B, C] as softmax(scores / T) distributions.
