@@ -3,10 +3,10 @@ each split, paired across split seeds, and broken down by how active users are.
 
 Pairs: every distilled model against its own undistilled student, and the teacher against each
 student; a comparison names the `model` and what it is compared with (`vs`), and "base" and
-"other" hold their values. Per split (`split_comparisons`) the test NDCG@10 of both models is paired user by user
-(Wilcoxon signed-rank and paired t) and split into quartiles of users' training interactions;
-across split seeds (`summarise_splits`) the per-split values are paired (t-test) and reported as
-mean ± std. The values come from each stage's `per_user.parquet`.
+"other" hold their values. Per split (`split_comparisons`) the test NDCG@10 of both models is
+paired user by user (Wilcoxon signed-rank and paired t) and split into quartiles of users'
+training interactions; across split seeds (`summarise_splits`) the per-split values are paired
+(t-test) and reported as mean ± std. The values come from each stage's `per_user.parquet`.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True
     selections: dict[str, dict] = {}  # tuned on the first split, re-fitted as chosen on the others
     started, per_split = time.perf_counter(), {}
     for seed in config.split_seeds:
-        console.print(f"[bold]split seed {seed}[/]") if progress else None
+        if progress:
+            console.print(f"[bold]split seed {seed}[/]")
         split_config = config.model_copy(update={"seed": seed, "seeds": None}, deep=True)
         per_split[seed] = _run_split(split_config, out / f"split-{seed}", progress=progress, selections=selections)
     from distillrec.evidence import summarise_splits
