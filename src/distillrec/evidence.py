@@ -112,8 +112,6 @@ def _mean_models(per_split: dict[int, dict], seeds: list[int]) -> dict:
         for part in ("valid", "test"):
             keys = [k for k, v in (entry.get(part) or {}).items() if isinstance(v, (int, float))]
             row[part] = {k: float(np.mean([per_split[s]["models"][name][part][k] for s in seeds])) for k in keys}
-        row["test_std"] = {k: float(np.std([per_split[s]["models"][name]["test"][k] for s in seeds], ddof=1))
-                           for k in SUMMARISED if len(seeds) > 1 and k in row["test"]}
         out[name] = row
     return out
 

@@ -40,7 +40,7 @@ def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True
     from distillrec.evidence import summarise_splits
 
     metrics = summarise_splits(config, out, per_split, selections, wall_seconds=time.perf_counter() - started)
-    _write_resampled(out, config, metrics)
+    _write_summary(out, config, metrics)
     return metrics
 
 
@@ -66,11 +66,12 @@ def _run_split(config: ExperimentConfig, out: Path, *, progress: bool, selection
                    "split_params": split.params, "seed": config.seed}
     models: dict[str, dict] = {}
     stages: dict[str, str] = {}
+    model_dirs: dict[str, Path] = {}  # where each model's per_user.parquet lies
 
     for name in config.baselines:
         stage = Stage(f"baseline {name}", out / "baselines" / name, content_key(data_key, name))
         models[name] = _cached(stage, say, lambda d, r, n=name: _baseline(n, ds, split, d, base_config))
-        stages[stage.name] = str(stage.directory)
+        stages[stage.name], model_dirs[name] = str(stage.directory), stage.directory
 
     tuned = set(config.tuned_names())
     tuner = _Tuner(config, ds, split, out / "tuning", data_key, selections, say) if tuned else None
@@ -85,7 +86,7 @@ def _run_split(config: ExperimentConfig, out: Path, *, progress: bool, selection
         teacher_stage = Stage("teacher", out / "teacher", content_key(data_key, teacher.model_dump(mode="json")))
         models["teacher"] = _cached(teacher_stage, say,
                                     lambda d, r: _teacher(config, teacher, ds, split, d, r, base_config, progress))
-        stages[teacher_stage.name] = str(teacher_stage.directory)
+        stages[teacher_stage.name], model_dirs["teacher"] = str(teacher_stage.directory), teacher_stage.directory
 
     students = {}
     for student in config.students:
@@ -99,7 +100,7 @@ def _run_split(config: ExperimentConfig, out: Path, *, progress: bool, selection
                       content_key(data_key, student.model_dump(mode="json")))
         models[student.name] = _with_tuning(_cached(stage, say, lambda d, r, st=student: _student(
             st, ds, split, d, r, base_config, progress)), record)
-        stages[stage.name] = str(stage.directory)
+        stages[stage.name], model_dirs[student.name] = str(stage.directory), stage.directory
 
     for entry in config.distilled:
         student = students[entry.student]
@@ -116,7 +117,7 @@ def _run_split(config: ExperimentConfig, out: Path, *, progress: bool, selection
                                   student.model_dump(mode="json")))
         models[entry.name] = _with_tuning(_cached(stage, say, lambda d, r, e=entry, st=student: _distilled(
             e, st, teacher_stage.directory, d, r, progress, config.seed)), record)
-        stages[stage.name] = str(stage.directory)
+        stages[stage.name], model_dirs[entry.name] = str(stage.directory), stage.directory
 
     scenarios = {}
     if config.scenario is not None:
@@ -130,8 +131,6 @@ def _run_split(config: ExperimentConfig, out: Path, *, progress: bool, selection
 
     from distillrec.evidence import split_comparisons
 
-    model_dirs = {name: Path(stages[stage]) for stage in stages for name in models
-                  if stage.split(" ", 1)[-1] == name}
     metrics = {"models": models, "comparisons": split_comparisons(config, split, model_dirs),
                "config": config.model_dump(mode="json"), "versions": artifacts.package_versions(),
                "data_fingerprint": ds.fingerprint, "seed": config.seed, "stages": stages,
@@ -150,7 +149,7 @@ class _Tuner:
                  selections: dict[str, dict], say):
         self.config, self.ds, self.split, self.directory = config, ds, split, directory
         self.data_key, self.selections, self.say = data_key, selections, say
-        self._knowledge: dict[str, object] = {}
+        self._knowledge = None  # the split's teacher knowledge, loaded once for all distilled studies
 
     def tune(self, name: str, model: str, params: dict, train: dict, *, kd: dict | None = None, entry=None,
              teacher_dir: Path | None = None, base: str | None = None) -> dict:
@@ -182,11 +181,11 @@ class _Tuner:
         return record
 
     def _teacher_knowledge(self, teacher_dir: Path):
-        if teacher_dir not in self._knowledge:
+        if self._knowledge is None:
             from distillrec.distill.runner import load_teacher
 
-            self._knowledge[teacher_dir] = load_teacher(teacher_dir).knowledge
-        return self._knowledge[teacher_dir]
+            self._knowledge = load_teacher(teacher_dir).knowledge
+        return self._knowledge
 
 
 def _with_tuning(entry: dict, record: dict | None) -> dict:
@@ -284,7 +283,9 @@ def _scenario(config: ExperimentConfig, ds, split, teacher_dir: Path | None, sta
     return run_scenario(config.scenario.name, context).to_json()
 
 
-def _write_resampled(out: Path, config: ExperimentConfig, metrics: dict) -> None:
+def _write_summary(out: Path, config: ExperimentConfig, metrics: dict) -> None:
+    """config.yaml, metrics.json and report.html in `out`, and the tables on the terminal (a
+    resampled run's are means over its split seeds, its lifts paired over splits too)."""
     from distillrec.evidence import activity_rows, comparison_rows
     from distillrec.report.html import write_report
     from distillrec.report.summary import rows_table, summary_table
@@ -292,28 +293,16 @@ def _write_resampled(out: Path, config: ExperimentConfig, metrics: dict) -> None
     artifacts.write_text(out / "config.yaml", dump_config(config))
     artifacts.write_json(out / "metrics.json", metrics)
     write_report(metrics, out / "report.html")
-    seeds = metrics["seeds"]
-    console.print(summary_table(metrics, title=f"test metrics, mean over {len(seeds)} split seeds {seeds}"))
-    if metrics["comparisons"]:
-        console.print(rows_table(comparison_rows(metrics), "lifts (paired over split seeds and over users)"))
-        console.print(rows_table(activity_rows(metrics), "lift by users' training interactions "
-                                                         "(quartiles, mean over splits)"))
-    console.print(f"wrote {out / 'metrics.json'} and {out / 'report.html'} ({metrics['wall_seconds']:.0f} s)")
-
-
-def _write_summary(out: Path, config: ExperimentConfig, metrics: dict) -> None:
-    from distillrec.report.html import write_report
-    from distillrec.report.summary import rows_table, summary_table
-
-    artifacts.write_text(out / "config.yaml", dump_config(config))
-    artifacts.write_json(out / "metrics.json", metrics)
-    write_report(metrics, out / "report.html")
+    seeds = metrics.get("seeds")
     if metrics["models"]:
-        console.print(summary_table(metrics))
+        console.print(summary_table(metrics, title=f"test metrics, mean over {len(seeds)} split seeds {seeds}"
+                                    if seeds else None))
     if metrics.get("comparisons"):
-        from distillrec.evidence import comparison_rows
-
-        console.print(rows_table(comparison_rows(metrics), "lifts (paired over users)"))
+        console.print(rows_table(comparison_rows(metrics), "lifts (paired over split seeds and over users)"
+                                 if seeds else "lifts (paired over users)"))
+        if seeds:
+            console.print(rows_table(activity_rows(metrics), "lift by users' training interactions "
+                                                             "(quartiles, mean over splits)"))
     for name, scenario in (metrics.get("scenarios") or {}).items():
         console.print(rows_table(scenario["table"], f"scenario {name}"))
     console.print(f"wrote {out / 'metrics.json'} and {out / 'report.html'} "
