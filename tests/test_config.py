@@ -100,3 +100,15 @@ def test_run_refuses_bad_parameters_at_load_in_one_line_and_writes_nothing(tmp_p
     lines = err.strip().splitlines()
     assert len(lines) == 1 and f"{path}: {message}" in lines[0] and "Traceback" not in err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["exp.yaml"]
+
+
+def test_distilled_overrides_of_params_and_train_are_checked_at_load():
+    base = {"students": [{"name": "mf", "params": {"dim": 8}}],
+            "distilled": [{"name": "mf-kd", "student": "mf", "kd": {"ranking": 0.5}}]}
+    for override, message in [({"params": {"dimm": 3}}, "distilled.0.params.dimm"),
+                              ({"train": {"lr": "fast"}}, "distilled.0.train.lr")]:
+        raw = {**base, "distilled": [{**base["distilled"][0], **override}]}
+        with pytest.raises(DistillrecError, match=message):
+            parse_config(raw)
+    raw = {**base, "distilled": [{**base["distilled"][0], "train": {"lr": "1e-3"}}]}
+    assert parse_config(raw).distilled[0].train == {"lr": 0.001}

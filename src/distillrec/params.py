@@ -442,5 +442,12 @@ def check_experiment(config) -> None:
         student.params = check_model_params(student.model, student.params, f"students.{i}.params",
                                             f"students.{i}.model")
         student.train = check_train(student.train, f"students.{i}.train", config.seed)
+    students = {student.name: student for student in config.students}
     for i, entry in enumerate(config.distilled):
         entry.kd = check_kd(entry.kd, f"distilled.{i}.kd")
+        if entry.student in students:  # a dangling reference is the config schema's error
+            student = students[entry.student]
+            entry.params = check_model_params(student.model, {**student.params, **entry.params},
+                                              f"distilled.{i}.params") if entry.params else entry.params
+            entry.train = check_train({**student.train, **entry.train}, f"distilled.{i}.train",
+                                      config.seed) if entry.train else entry.train

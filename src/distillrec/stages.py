@@ -57,15 +57,18 @@ class Stage:
         if self.directory.exists():
             shutil.rmtree(self.directory)  # inputs changed (or damaged output): start clean
         self.directory.mkdir(parents=True)
-        artifacts.write_json(self.directory / STAGE_FILE, {"name": self.name, "key": self.key, "status": "running"})
+        self._write_status("running")
         return False
 
     def reopen(self) -> None:
         """Mark a finished stage as running again, keeping its files (a study given more trials)."""
-        artifacts.write_json(self.directory / STAGE_FILE, {"name": self.name, "key": self.key, "status": "running"})
+        self._write_status("running")
+
+    def _write_status(self, status: str) -> None:
+        artifacts.write_json(self.directory / STAGE_FILE, {"name": self.name, "key": self.key, "status": status})
 
     def finish(self) -> None:
-        artifacts.write_json(self.directory / STAGE_FILE, {"name": self.name, "key": self.key, "status": "done"})
+        self._write_status("done")
         # The manifest covers every file, stage.json included, so re-verify after the update.
         path = self.directory / artifacts.MANIFEST
         manifest = artifacts.read_json(path) if path.exists() else {"kind": "stage"}
