@@ -34,8 +34,15 @@ _state = {"debug": False}
 
 
 @app.callback()
-def _options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")):
+def _options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+             threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch in every "
+                                                   "command (over a config's threads: key); default: "
+                                                   "$DISTILLREC_THREADS, else the cores of this process's CPU set.")):
+    from distillrec import threads as thread_setting
+
     _state["debug"] = debug
+    thread_setting.override(threads)  # over a config's threads: key too (run_experiment resolves it)
+    thread_setting.apply(thread_setting.resolve())
 
 
 def _parse_mapping(text: Optional[str]) -> Optional[dict]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from distillrec.errors import DistillrecError
 
@@ -98,6 +98,15 @@ class ExperimentConfig(_Strict):
     distilled: list[DistilledConfig] = Field(default_factory=list)
     scenario: ScenarioConfig | None = None
     tune: TuneConfig | None = Field(None, description="tune each model on validation before its final fit")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (the --threads flag wins; "
+                                                        "default: $DISTILLREC_THREADS, else the CPU set's cores)")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler) -> dict:
+        data = handler(self)
+        if self.threads is None:  # unset: left out, so dumps and stage keys match runs made before the key
+            data.pop("threads", None)
+        return data
 
     @property
     def split_seeds(self) -> list[int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from distillrec import artifacts, experiment, runs
+from distillrec import artifacts, experiment, runs, threads
 from distillrec.config import ExperimentConfig, dump_config
 from distillrec.console import console
 from distillrec.stages import Stage, content_key
@@ -26,6 +26,7 @@ def run_experiment(config: ExperimentConfig, out: Path, *, progress: bool = True
     `out/metrics.json` holds every split's results, mean ± std and the paired tests."""
     from distillrec.params import check_experiment
 
+    threads.apply(threads.resolve(config.threads))  # the config's key, else $DISTILLREC_THREADS, else the CPU set
     check_experiment(config)  # a config built in code gets the checks a loaded one had
     out = Path(out)
     if not config.seeds:

@@ -217,24 +217,25 @@ def _train_all(teacher: TeacherRun, tasks: list[tuple], options: dict, jobs: int
         return [_run_one(teacher, label=label, spec=spec, dim=dim, seed=seed, progress=progress, **options)
                 for label, spec, dim, seed in tasks]
     import multiprocessing
-    import os
     from concurrent.futures import ProcessPoolExecutor
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    from distillrec import threads
+
+    workers = min(jobs, len(tasks))
     # spawn, not fork: a forked child inherits the parent's OpenMP pool, which can hang torch.
-    with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(str(teacher.path), threads)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                             initargs=(str(teacher.path), threads.per_job(workers))) as pool:
         return list(pool.map(_run_in_worker, [(task, options) for task in tasks]))
 
 
 _WORKER_TEACHER: TeacherRun | None = None
 
 
-def _start_worker(teacher_path: str, threads: int) -> None:
-    import torch
+def _start_worker(teacher_path: str, n_threads: int) -> None:
+    from distillrec import threads
 
     global _WORKER_TEACHER
-    torch.set_num_threads(threads)
+    threads.apply(n_threads)  # this worker's share, for its trainers too (they use the process-wide setting)
     _WORKER_TEACHER = load_teacher(teacher_path)
 
 

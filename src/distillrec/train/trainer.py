@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from distillrec import artifacts
+from distillrec import artifacts, threads
 from distillrec.console import progress_bar
 from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
@@ -70,7 +70,9 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(1, ge=1, description="epochs between validations")
     eval_ks: tuple[int, ...] = (10, 20)
     seed: int = Field(0, ge=0)
-    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None leaves torch's choice")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None: the process-wide setting "
+                                                             "(distillrec.threads: --threads, $DISTILLREC_THREADS, "
+                                                             "else the CPU set's cores)")
     device: str = "cpu"
 
     @model_validator(mode="after")
@@ -144,6 +146,8 @@ class Trainer:
             raise DistillrecError("resume=True needs a run_dir holding the checkpoints")
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
+        else:  # not torch's default (every core of the machine): the setting shared by all commands
+            threads.ensure()
         self._trained.to(self.device)
         if not any(p.requires_grad for p in self._trained.parameters()):
             return self._validate_only()
