@@ -10,7 +10,8 @@ import pytest
 from distillrec.config import parse_config
 from distillrec.data.builtin import resolve_builtin
 from distillrec.errors import DistillrecError
-from distillrec.evidence import activity_rows, comparison_rows, pairs, split_comparisons
+from distillrec.evidence import (activity_rows, comparison_rows, pairs, scenario_pair_rows, split_comparisons,
+                                 summarise_scenarios)
 from distillrec.experiment import read_per_user
 from distillrec.pipeline import run_experiment
 from distillrec.train import trainer as trainer_module
@@ -203,3 +204,42 @@ def test_tuned_names_and_split_seeds():
     assert cfg.tuned_names() == ["teacher", "mf", "mf-kd"]  # in the order they are fitted
     assert cfg.split_seeds == [3, 1]
     assert config("x", "y", tune={}).tuned_names() == ["mf", "mf-kd"]  # the teacher only when named
+
+
+def _scenario_split(ndcg: float, teacher: float, wilcoxon: float) -> dict:
+    table = [{"model": "teacher (language model)", "cold ndcg@20": teacher, "cold ndcg@20 std": 0.0},
+             {"model": "content-kd", "cold ndcg@20": ndcg, "cold ndcg@20 std": 0.01, "items/s (1 thread)": 100.0}]
+    paired = [{"model": "content-kd", "vs": "teacher (language model)", "metric": "test cold ndcg@20",
+               "n_users": 50, "base": teacher, "other": ndcg, "lift": ndcg / teacher - 1,
+               "wilcoxon_p": wilcoxon, "t_p": wilcoxon}]
+    return {"scenarios": {"cold-item": {"table": table, "notes": "per split.", "details": {"paired": paired}}}}
+
+
+def test_scenario_tables_are_averaged_over_splits_and_paired_again():
+    per_split = {0: _scenario_split(0.40, 0.50, 0.01), 1: _scenario_split(0.44, 0.52, 0.2),
+                 2: _scenario_split(0.42, 0.45, 0.5)}
+    result = summarise_scenarios(per_split, [0, 1, 2])["cold-item"]
+    teacher, student = result["table"]
+    assert teacher["model"] == "teacher (language model)" and student["model"] == "content-kd"
+    assert student["cold ndcg@20"] == pytest.approx(0.42)
+    assert student["cold ndcg@20 std"] == pytest.approx(0.02)  # over splits, not the within-split 0.01
+    assert teacher["cold ndcg@20 std"] == pytest.approx(np.std([0.50, 0.52, 0.45], ddof=1))
+    (pair,) = result["details"]["paired"]
+    assert pair["n_splits"] == 3 and pair["base_mean"] == pytest.approx(np.mean([0.50, 0.52, 0.45]))
+    assert [row["wilcoxon_p"] for row in pair["per_split"]] == [0.01, 0.2, 0.5]
+    from scipy import stats
+    assert pair["t_p"] == pytest.approx(stats.ttest_rel([0.40, 0.44, 0.42], [0.50, 0.52, 0.45]).pvalue)
+    assert result["notes"].startswith("Mean ± std over split seeds [0, 1, 2]")
+
+
+def test_a_scenario_missing_from_a_split_is_not_summarised():
+    per_split = {0: _scenario_split(0.40, 0.50, 0.01), 1: {}}
+    assert summarise_scenarios(per_split, [0, 1]) == {}
+
+
+def test_scenario_pairs_read_as_rows_per_split_and_over_splits():
+    per_split = {0: _scenario_split(0.40, 0.50, 0.01), 1: _scenario_split(0.44, 0.52, 0.2)}
+    (one,) = scenario_pair_rows(per_split[0]["scenarios"]["cold-item"]["details"]["paired"])
+    assert one["users"] == 50 and one["lift"] == "-20.0%" and one["p (users, Wilcoxon)"] == "0.01"
+    (over,) = scenario_pair_rows(summarise_scenarios(per_split, [0, 1])["cold-item"]["details"]["paired"])
+    assert over["vs value"] == "0.5100 ± 0.0141" and over["p (users, Wilcoxon) per split"] == "0.01 / 0.2"

@@ -76,11 +76,52 @@ def summarise_splits(config: ExperimentConfig, out: Path, per_split: dict[int, d
         comparisons.append({"model": other, "vs": base, "metric": f"test {METRIC}",
                             **paired_splits(values[base], values[other]), "per_split": per_user,
                             "by_activity": _mean_breakdown(per_split, seeds, base, other)})
+    scenarios = summarise_scenarios(per_split, seeds)
     return {"seeds": seeds, "models": _mean_models(per_split, seeds), "summary": summary, "comparisons": comparisons,
+            **({"scenarios": scenarios} if scenarios else {}),
             "tuning": {name: {k: v for k, v in record.items() if k != "history"} for name, record in selections.items()},
             "splits": {str(s): str(out / f"split-{s}") for s in seeds},
             "config": config.model_dump(mode="json"), "versions": artifacts.package_versions(),
             "data_fingerprint": first["data_fingerprint"], "wall_seconds": wall_seconds}
+
+
+def summarise_scenarios(per_split: dict[int, dict], seeds: list[int]) -> dict:
+    """Each scenario's table over split seeds: a row's numbers become their mean over splits
+    and "<column> std" their spread over splits (each split has its own held-out entities and
+    teacher, so this is the variance that means something); its paired comparisons
+    (`details["paired"]`) are paired again over splits. Rows match by their text columns."""
+    out = {}
+    for name, first in (per_split[seeds[0]].get("scenarios") or {}).items():
+        results = [per_split[s].get("scenarios", {}).get(name) for s in seeds]
+        if any(r is None for r in results):
+            continue
+        table = []
+        for row in first["table"]:
+            label = {k: v for k, v in row.items() if not isinstance(v, (int, float)) or isinstance(v, bool)}
+            matches = [next((r for r in result["table"] if all(r.get(k) == v for k, v in label.items())), None)
+                       for result in results]
+            merged = dict(label)
+            for key, value in row.items():
+                if key in label or key.endswith(" std"):
+                    continue
+                values = [m[key] for m in matches if m is not None and isinstance(m.get(key), (int, float))]
+                if len(values) == len(seeds):
+                    merged[key] = float(np.mean(values))
+                    merged[f"{key} std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            table.append(merged)
+        paired = []
+        for row in first.get("details", {}).get("paired", []):
+            cells = [next((c for c in result.get("details", {}).get("paired", [])
+                           if (c["model"], c["vs"], c["metric"]) == (row["model"], row["vs"], row["metric"])), None)
+                     for result in results]
+            if all(c is not None for c in cells):
+                paired.append({"model": row["model"], "vs": row["vs"], "metric": row["metric"],
+                               **paired_splits([c["base"] for c in cells], [c["other"] for c in cells]),
+                               "per_split": [{"seed": s, **c} for s, c in zip(seeds, cells)]})
+        notes = (f"Mean ± std over split seeds {seeds} (each split: its own held-out set and teacher). "
+                 + first.get("notes", ""))
+        out[name] = {"table": table, "notes": notes, "details": {"paired": paired}}
+    return out
 
 
 def _mean_breakdown(per_split: dict[int, dict], seeds: list[int], base: str, other: str) -> list[dict]:
@@ -156,4 +197,23 @@ def activity_rows(metrics: dict) -> list[dict]:
                          "lift": _lift(group["lift"]),
                          **({"splits better": f"{group['splits_better']}/{c['n_splits']}"} if "n_splits" in c
                             else {"p (Wilcoxon)": _p(group.get("wilcoxon_p"))})})
+    return rows
+
+
+def scenario_pair_rows(paired: list[dict]) -> list[dict]:
+    """A scenario's paired comparisons as display rows: over users on one split, or over
+    split seeds (with each split's per-user Wilcoxon p) when the run is resampled."""
+    rows = []
+    for c in paired:
+        if "n_splits" in c:
+            rows.append({"model": c["model"], "vs": c["vs"], "metric": c["metric"],
+                         "vs value": f"{c['base_mean']:.4f} ± {c['base_std']:.4f}",
+                         "model value": f"{c['other_mean']:.4f} ± {c['other_std']:.4f}", "lift": _lift(c["lift"]),
+                         "p (splits, paired t)": _p(c["t_p"]),
+                         "p (users, Wilcoxon) per split": " / ".join(_p(r["wilcoxon_p"]) for r in c["per_split"])})
+        else:
+            rows.append({"model": c["model"], "vs": c["vs"], "metric": c["metric"], "users": c["n_users"],
+                         "vs value": f"{c['base']:.4f}", "model value": f"{c['other']:.4f}",
+                         "lift": _lift(c["lift"]), "p (users, Wilcoxon)": _p(c["wilcoxon_p"]),
+                         "p (users, paired t)": _p(c["t_p"])})
     return rows

@@ -287,7 +287,7 @@ def _scenario(config: ExperimentConfig, ds, split, teacher_dir: Path | None, sta
 def _write_summary(out: Path, config: ExperimentConfig, metrics: dict) -> None:
     """config.yaml, metrics.json and report.html in `out`, and the tables on the terminal (a
     resampled run's are means over its split seeds, its lifts paired over splits too)."""
-    from distillrec.evidence import activity_rows, comparison_rows
+    from distillrec.evidence import activity_rows, comparison_rows, scenario_pair_rows
     from distillrec.report.html import write_report
     from distillrec.report.summary import rows_table, summary_table
 
@@ -306,5 +306,8 @@ def _write_summary(out: Path, config: ExperimentConfig, metrics: dict) -> None:
                                                              "(quartiles, mean over splits)"))
     for name, scenario in (metrics.get("scenarios") or {}).items():
         console.print(rows_table(scenario["table"], f"scenario {name}"))
+        paired = (scenario.get("details") or {}).get("paired")
+        if paired:
+            console.print(rows_table(scenario_pair_rows(paired), f"scenario {name}: paired tests"))
     console.print(f"wrote {out / 'metrics.json'} and {out / 'report.html'} "
                   f"({metrics['wall_seconds']:.0f} s)")

@@ -225,6 +225,22 @@ def test_per_user_values_average_to_evaluate():
     assert subset_values.mean() == pytest.approx(evaluator.evaluate(scorer, "valid", users=[1, 3, 0, 1])["ndcg@2"])
 
 
+def test_per_user_within_candidates_averages_to_evaluate_within_them():
+    evaluator = Evaluator(SPLIT, ks=(1, 2))
+    compared = 0
+    for candidates in ([0, 2, 3, 5], [1, 4]):
+        try:
+            expected = evaluator.evaluate(scorer, "test", candidates=candidates)
+        except Exception as error:  # no user has truth among these candidates: both refuse alike
+            with pytest.raises(type(error)):
+                evaluator.per_user(scorer, "test", "ndcg@2", candidates=candidates)
+            continue
+        users, values = evaluator.per_user(scorer, "test", "ndcg@2", candidates=candidates)
+        assert len(users) == expected["n_users"] and values.mean() == pytest.approx(expected["ndcg@2"])
+        compared += 1
+    assert compared >= 1
+
+
 def test_per_user_computes_accuracy_metrics_the_evaluator_was_not_built_with():
     evaluator = Evaluator(SPLIT, ks=(2,), metrics=("coverage",))
     assert evaluator.per_user(scorer, "test", "recall@2")[1] == pytest.approx([0.5, 1.0, 0.0])

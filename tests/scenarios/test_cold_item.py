@@ -69,5 +69,12 @@ def test_scenario_end_to_end_without_the_cold_items_teacher_vectors(cold_items, 
             assert 0.0 <= row[key] <= 1.0 and row[f"{key} std"] >= 0.0
     assert rows["popularity"]["cold ndcg@5 std"] == 0.0
     assert len(result.details["per_seed"]["content-kd"]) == 2
+    # Paired over users within the test's cold items, the distilled student's per-user values
+    # averaged over its seeds: the same means as the table's.
+    paired = {(row["model"], row["vs"]): row for row in result.details["paired"]}
+    vs_teacher = paired[("content-kd", "teacher (language model)")]
+    assert vs_teacher["base"] == pytest.approx(rows["teacher (language model)"]["cold ndcg@5"])
+    assert vs_teacher["other"] == pytest.approx(rows["content-kd"]["cold ndcg@5"])
+    assert paired[("content-kd", "content")]["base"] == pytest.approx(rows["content"]["cold ndcg@5"])
     assert result.details["encoding"]["student_items_per_s"] > 0 and rows["content"]["items/s (1 thread)"] > 0
     assert (tmp_path / "scenario" / "runs" / "content-kd-s1" / "manifest.json").exists()

@@ -39,7 +39,7 @@ def test_pooled_vector_is_a_convex_combination_per_head():
 
 # --- a tiny hand-made catalogue, text embeddings given directly -------------------------
 
-def tiny_teacher(**params) -> tuple[LMTeacher, object]:
+def tiny_teacher(has_item: torch.Tensor | None = None, **params) -> tuple[LMTeacher, object]:
     rows = [(f"u{u}", f"i{(u + j) % 10}", 4.0, j) for u in range(8) for j in range(6)]
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(10)], "title": [f"Movie {i}" for i in range(10)],
@@ -49,12 +49,66 @@ def tiny_teacher(**params) -> tuple[LMTeacher, object]:
     from distillrec.students.features import FeatureEncoder
     user_encoder = FeatureEncoder.fit(dataset.users, ())
     item_encoder = FeatureEncoder.fit(dataset.items, ())
-    has_user, has_item = torch.ones(8, dtype=torch.bool), torch.ones(10, dtype=torch.bool)
+    has_user = torch.ones(8, dtype=torch.bool)
+    has_item = torch.ones(10, dtype=torch.bool) if has_item is None else has_item
     model = LMTeacher(text_embeddings=torch.randn(10, 6), user_encoder=user_encoder, item_encoder=item_encoder,
                       user_features={}, item_features={}, user_has_id=has_user, item_has_id=has_item,
                       dim=8, hidden=16, **params)
     model.set_history(split.train)
     return model, split
+
+
+def _new_item(index: int = 7) -> torch.Tensor:
+    trained = torch.ones(10, dtype=torch.bool)
+    trained[index] = False
+    return trained
+
+
+def _train_item_item(model: LMTeacher) -> None:
+    """Trained-looking item-item weights: mostly negative, as a softmax leaves them."""
+    with torch.no_grad():
+        model.item_item.weight.copy_(-torch.rand_like(model.item_item.weight))
+        model.item_item.weight[:, ~model.item_has_id] = 0.0  # an untrained column stays at its init
+
+
+def test_items_without_training_interactions_are_never_negatives():
+    trained = _new_item()
+    model, _ = tiny_teacher(has_item=trained, history_dropout=0.0)
+    model.eval()
+    users, targets = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3])
+    with torch.no_grad():
+        loss = model.loss({"user": users, "pos": targets})
+        for user, target in zip(users.tolist(), targets.tolist()):  # the loss hides each target
+            model.history[user][model.history[user] == target] = PADDING
+        scores = model.score(users)
+    expected = torch.nn.functional.cross_entropy(scores[:, trained], targets - (targets > 7).long())
+    torch.testing.assert_close(loss, expected)
+
+
+def test_a_sampled_new_item_adds_nothing_to_a_sampled_loss():
+    model, _ = tiny_teacher(has_item=_new_item(), history_dropout=0.0, rec_loss="sampled-softmax")
+    model.eval()
+    users, targets = torch.tensor([0, 1]), torch.tensor([1, 2])
+    with torch.no_grad():
+        with_new = model.loss({"user": users, "pos": targets, "neg": torch.tensor([[4, 7], [5, 7]])})
+        without = model.loss({"user": users, "pos": targets, "neg": torch.tensor([[4], [5]])})
+    torch.testing.assert_close(with_new, without)
+
+
+def test_a_new_item_gets_the_users_mean_item_item_score_not_the_untrained_zero():
+    trained = _new_item()
+    model, _ = tiny_teacher(has_item=trained)
+    _train_item_item(model)
+    model.eval()
+    history = model.history[:4]
+    present = history != PADDING
+    with torch.no_grad():
+        term = model.item_item_scores(history, present)
+        raw = model.item_item(history.clamp(min=0), per_sample_weights=present.float()
+                              / present.sum(1, keepdim=True).clamp(min=1).sqrt())
+    torch.testing.assert_close(term[:, trained], raw[:, trained])
+    torch.testing.assert_close(term[:, 7], raw[:, trained].mean(1))
+    assert torch.all(raw[:, 7] > raw[:, trained].max(1).values)  # what the fix is for
 
 
 def test_history_keeps_the_most_recent_items_in_time_order():
@@ -113,3 +167,24 @@ def test_teacher_fits_an_ml100k_slice_and_beats_popularity(ml100k_slice, tmp_pat
     assert result.best_valid["ndcg@10"] > popularity
     cost = model.cost()
     assert cost["lm_parameters"] > 10 * cost["recommender_parameters"] > 0
+
+
+def test_scoring_reuses_item_vectors_until_the_item_tower_changes():
+    model, _ = tiny_teacher()
+    model.eval()
+    calls = []
+    model.item_tower.register_forward_hook(lambda *args: calls.append(1))
+    users = torch.tensor([0, 1])
+    with torch.no_grad():
+        first = model.score(users)
+        torch.testing.assert_close(model.score(users), first)
+        assert len(calls) == 1  # the second scoring reused the item vectors
+        next(model.item_tower.parameters()).add_(1.0)  # what an optimiser step does
+        moved = model.score(users)
+    assert len(calls) == 2 and not torch.allclose(moved, first)
+    model.load_state_dict(model.state_dict())  # same values, copied in place: recomputed, equal
+    with torch.no_grad():
+        torch.testing.assert_close(model.score(users), moved)
+    assert len(calls) == 3
+    model.score(users)  # with gradients (training-time scoring): never cached
+    assert len(calls) == 4

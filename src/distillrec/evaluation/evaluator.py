@@ -195,12 +195,8 @@ class Evaluator:
         evaluate (all if None; duplicates are evaluated once).
         """
         history, truth = self._part_sets(part)
-        non_candidates = None
-        catalog_size = self.split.n_items
-        if candidates is not None:
-            keep = torch.zeros(self.split.n_items, dtype=torch.bool)
-            keep[_check_indices(candidates, self.split.n_items, "candidates")] = True
-            truth, non_candidates, catalog_size = truth.restricted_to(keep), ~keep, int(keep.sum())
+        truth, non_candidates = self._restricted(truth, candidates)
+        catalog_size = self.split.n_items if non_candidates is None else int((~non_candidates).sum())
         pool, evaluated = self._users_with_truth(truth, part, users, candidates is not None)
 
         totals: dict[str, float] = {}
@@ -230,24 +226,35 @@ class Evaluator:
         return result
 
     def per_user(self, scorer: Scorer, part: str = "test", metric: str = "ndcg@10", *,
-                 users=None) -> tuple[np.ndarray, np.ndarray]:
+                 candidates=None, users=None) -> tuple[np.ndarray, np.ndarray]:
         """(evaluated users, int64 ascending; their values of the accuracy metric "name@k", float64).
 
         For paired significance tests (`distillrec.evaluation.significance`): the values' mean
-        is `evaluate(scorer, part, users=users)[metric]`.
+        is `evaluate(scorer, part, candidates=candidates, users=users)[metric]`.
         """
         name, _, k = metric.partition("@")
         if name not in ACCURACY_METRICS or not k.isdigit() or int(k) not in self.ks:
             raise DistillrecError(f"per_user needs an accuracy metric 'name@k' with name in {ACCURACY_METRICS} "
                                   f"and k in {self.ks}, got {metric!r}")
         history, truth = self._part_sets(part)
-        _, evaluated = self._users_with_truth(truth, part, users, False)
+        truth, non_candidates = self._restricted(truth, candidates)
+        _, evaluated = self._users_with_truth(truth, part, users, candidates is not None)
         values = []
         with torch.no_grad():
             for start in range(0, len(evaluated), self.batch_size):
                 batch = evaluated[start:start + self.batch_size]
-                values.append(self._evaluate_batch(scorer, batch, history, truth, None, (name,))[0][metric].cpu())
+                values.append(self._evaluate_batch(scorer, batch, history, truth, non_candidates,
+                                                   (name,))[0][metric].cpu())
         return evaluated.numpy().astype(np.int64), torch.cat(values).numpy().astype(np.float64)
+
+    def _restricted(self, truth: _UserItemSets, candidates) -> tuple[_UserItemSets, torch.Tensor | None]:
+        """(truth within the candidates, mask of the items that are not candidates); both
+        unchanged / None when every item is a candidate."""
+        if candidates is None:
+            return truth, None
+        keep = torch.zeros(self.split.n_items, dtype=torch.bool)
+        keep[_check_indices(candidates, self.split.n_items, "candidates")] = True
+        return truth.restricted_to(keep), ~keep
 
     def _users_with_truth(self, truth: _UserItemSets, part: str, users, restricted: bool):
         """(pool, evaluated): the distinct requested users (all if None), sorted, and those of

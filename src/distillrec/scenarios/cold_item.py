@@ -31,6 +31,7 @@ import torch
 from distillrec import artifacts, runs
 from distillrec.data.split import Split
 from distillrec.errors import ArtifactError, DistillrecError
+from distillrec.evaluation.significance import paired_users
 from distillrec.scenarios import SCENARIOS, ScenarioContext, ScenarioResult, mean_std
 
 #: content-student settings used unless the config's scenario params say otherwise.
@@ -38,7 +39,7 @@ DEFAULT_MODEL: dict[str, Any] = {"dim": 64}
 DEFAULT_TRAIN: dict[str, Any] = {"epochs": 20, "patience": 3, "lr": 0.003, "batch_size": 1024}
 #: feature KD on the items: the batch's positive (warm) items against the teacher's item vectors.
 DEFAULT_KD: dict[str, Any] = {"feature": {"weight": 1.0, "kind": "cosine", "on": "item"}}
-UNDISTILLED, DISTILLED = "content", "content-kd"
+UNDISTILLED, DISTILLED, TEACHER = "content", "content-kd", "teacher (language model)"
 
 
 # --------------------------------------------------------------------------- shared with cold_user
@@ -131,6 +132,10 @@ class ColdItemProtocol:
         return {f"{where} {metric}@{k}": results[where][f"{metric}@{k}"]
                 for where in results for k in self.ks for metric in ("recall", "ndcg")}
 
+    def per_user_cold(self, scorer: Callable) -> tuple[np.ndarray, np.ndarray]:
+        """(users, NDCG@k within the test's cold items) for paired tests between models."""
+        return self._all.per_user(scorer, "test", f"ndcg@{self.ks[0]}", candidates=self.test_cold)
+
 
 # --------------------------------------------------------------------------- encoding cost
 
@@ -179,11 +184,19 @@ def run(context: ScenarioContext) -> ScenarioResult:
     students = train_students(context, teacher, params.get("kd", DEFAULT_KD))
 
     teacher_model = runs.load_model(teacher.path, dataset=teacher.dataset, split=split)
+    teacher_scorer = model_scorer(teacher_model, split, "test")
     per_seed = {"popularity": [protocol.evaluate(PopularityScorer(split))],
-                "teacher (language model)": [protocol.evaluate(model_scorer(teacher_model, split, "test"))]}
+                TEACHER: [protocol.evaluate(teacher_scorer)]}
     for label, models in students.items():
         per_seed[label] = [protocol.evaluate(model_scorer(model, split, "test")) for model in models]
     table = [summarise(label, values) for label, values in per_seed.items()]
+    per_user = {TEACHER: protocol.per_user_cold(teacher_scorer)}
+    for label, models in students.items():  # each user's value averaged over the student seeds
+        values = [protocol.per_user_cold(model_scorer(model, split, "test")) for model in models]
+        per_user[label] = (values[0][0], np.mean([v for _, v in values], axis=0))
+    paired = [{"model": other, "vs": base, "metric": f"test cold ndcg@{protocol.ks[0]}",
+               **paired_users(per_user[base], per_user[other])}
+              for base, other in ((UNDISTILLED, DISTILLED), (TEACHER, DISTILLED))]
 
     teacher_params = context.config.teacher.params
     speed = encoding_speed(students[DISTILLED][0], teacher.dataset.items,
@@ -198,20 +211,25 @@ def run(context: ScenarioContext) -> ScenarioResult:
     rows = {row["model"]: row for row in table}
     k = protocol.ks[0]
     cold_key, warm_key = f"cold ndcg@{k}", f"warm ndcg@{k}"
-    share = rows[DISTILLED][cold_key] / rows["teacher (language model)"][cold_key]
+    share = rows[DISTILLED][cold_key] / rows[TEACHER][cold_key]
     warm_change = rows[DISTILLED][warm_key] / rows[UNDISTILLED][warm_key] - 1
     details = {"per_seed": per_seed, "encoding": speed, "seeds": context.seeds,
                "n_test_cold_items": int(len(protocol.test_cold)), "n_warm_items": int(len(protocol.warm)),
                "distilled_cold_ndcg_share_of_teacher": share, "distilled_warm_ndcg_change": warm_change,
-               "kd": params.get("kd", DEFAULT_KD)}
+               "paired": paired, "kd": params.get("kd", DEFAULT_KD)}
     notes = (f"Cold-item split: {len(protocol.test_cold)} test items never seen in training. 'cold': ranked "
              f"within them; 'catalog': over all {split.n_items} items (truth: cold-item interactions); "
              f"'warm': warm test interactions within the {len(protocol.warm)} warm items. Students: "
-             f"mean ± std over seeds {context.seeds}; teacher (seed-0 pipeline stage, shared) and popularity "
-             f"do not vary. Distilled content student: cold NDCG@{k} = {100 * share:.0f}% of the teacher's, "
+             f"mean ± std over seeds {context.seeds}; the split's teacher (shared) and popularity "
+             f"do not vary. Distilled content student: cold NDCG@{k} = {100 * share:.0f}% of the teacher's "
+             f"(paired over {paired[1]['n_users']} users: Wilcoxon p = {_p(paired[1]['wilcoxon_p'])}), "
              f"warm NDCG@{k} {100 * warm_change:+.1f}% vs undistilled; encodes a new item "
              f"{speed['speedup']:.0f}x faster than the language model (1 thread).")
     return ScenarioResult(table=table, notes=notes, details=details)
+
+
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2g}"
 
 
 def _default_template() -> str:

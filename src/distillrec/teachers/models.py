@@ -162,6 +162,7 @@ class LMTeacher(Recommender):
         self.lm_steps, self.lm_items_per_step = lm_steps, lm_items_per_step
         self.register_buffer("lm_steps_done", torch.zeros((), dtype=torch.long))
         self._text_stale = False  # the LM moved since `text_embeddings` was computed
+        self._item_cache: tuple | None = None  # (what it was computed from, item vectors), see _item_vectors
         #: the language model's side of the cost (set by `build`: size, encoding time, cache hit).
         self.text_cost: dict[str, Any] = {}
 
@@ -228,7 +229,16 @@ class LMTeacher(Recommender):
         """[n_items, d]: every item through the item tower (`text`: the embedding table to use)."""
         items = torch.arange(len(self.item_has_id), device=self.item_has_id.device)
         content = self.text_embeddings if text is None else text
-        return self.item_tower(self.item_table.rows(items), content, ids=items, has_id=self.item_has_id)
+        if self.training or torch.is_grad_enabled():
+            return self.item_tower(self.item_table.rows(items), content, ids=items, has_id=self.item_has_id)
+        # Scoring (eval, no grad): every request and evaluation chunk would run the same item
+        # tower over the whole catalogue; keep its output while nothing it depends on changed
+        # (a tensor's _version counts its in-place updates: optimiser steps, load_state_dict).
+        key = (content.data_ptr(), content._version, *(p._version for p in self.item_tower.parameters()))
+        if self._item_cache is None or self._item_cache[0] != key:
+            self._item_cache = (key, self.item_tower(self.item_table.rows(items), content, ids=items,
+                                                     has_id=self.item_has_id))
+        return self._item_cache[1]
 
     def user_vectors(self, users: torch.Tensor, item_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """[B, d] for user indices, pooling their history over `item_vectors` ([n_items, d])."""
@@ -269,7 +279,14 @@ class LMTeacher(Recommender):
         """The item-to-item term [B, n_items] over history slots [B, N] where `present`: a sum
         scaled by 1/sqrt(length), so long histories neither vanish nor dominate the towers' term."""
         weights = present.float() / present.sum(1, keepdim=True).clamp(min=1).sqrt()
-        return self.item_item(history.clamp(min=0), per_sample_weights=weights)
+        scores = self.item_item(history.clamp(min=0), per_sample_weights=weights)
+        if bool(self.item_has_id.all()):
+            return scores
+        # An item without training interactions has an untrained column (zeros), while the
+        # trained columns mostly learned to be negative: left as is, every new item would beat
+        # the warm ones. It gets the user's mean over trained items: the term knows nothing of it.
+        trained = self.item_has_id
+        return torch.where(trained, scores, scores[:, trained].mean(1, keepdim=True))
 
     def representations(self) -> dict[str, torch.Tensor]:
         """Output vectors of every user (from the current history) and every item."""
@@ -283,11 +300,14 @@ class LMTeacher(Recommender):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         items = self._item_vectors(self._text_for_step(batch["pos"]))
         rec = REC_LOSSES.get(self.rec_loss)
+        # Items without training interactions (held-out new items) are never negatives: the
+        # model must not learn "this item is never chosen" about an item it may not know of.
         if rec.candidates == "full":
-            return rec(self._scores(batch["user"], items, exclude=batch["pos"]), batch["pos"])
+            scores = self._scores(batch["user"], items, exclude=batch["pos"])
+            return rec(_hide(scores, ~self.item_has_id), batch["pos"])
         candidates = torch.cat([batch["pos"].unsqueeze(1), batch["neg"]], dim=1)
         scores = self._scores(batch["user"], items, candidates, exclude=batch["pos"])
-        return rec(scores[:, 0], scores[:, 1:])
+        return rec(scores[:, 0], _hide(scores[:, 1:], ~self.item_has_id[batch["neg"]]))
 
     def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self._scores(users, self._item_vectors(self._current_text()), items)
@@ -398,3 +418,8 @@ class LMTeacher(Recommender):
         return {"lm_parameters": lm or self.text_cost.get("lm_parameters", 0),
                 "recommender_parameters": self.num_parameters() - lm,
                 "trainable_parameters": sum(p.numel() for p in self.parameters() if p.requires_grad)}
+
+
+def _hide(scores: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """`scores` with the `hidden` cells (broadcast) at the lowest float: out of every loss."""
+    return scores.masked_fill(hidden, torch.finfo(scores.dtype).min) if bool(hidden.any()) else scores
