@@ -46,6 +46,21 @@ def test_ivf_with_few_probes_loses_recall_that_the_measure_reports(bundles):
     assert recall_at_k(coarse, exact, bundle.user_vectors[:200], 10) < 0.9
 
 
+def test_recall_asks_the_approximate_index_one_request_at_a_time_with_its_own_exclusions():
+    rng = np.random.default_rng(0)
+    items, queries = rng.normal(size=(50, 4)).astype(np.float32), rng.normal(size=(3, 4)).astype(np.float32)
+    exclude = [np.arange(20), np.array([1]), np.array([], dtype=np.int64)]
+    exact, calls = ExactIndex(items), []
+
+    class Recording(ExactIndex):  # exact answers: recall 1 whatever the batching
+        def search(self, queries, k, exclude=None):
+            calls.append((len(np.atleast_2d(queries)), [e.tolist() for e in exclude]))
+            return super().search(queries, k, exclude)
+
+    assert recall_at_k(Recording(items), exact, queries, 5, exclude) == 1.0
+    assert calls == [(1, [e.tolist()]) for e in exclude]
+
+
 def test_unknown_index_kind():
     with pytest.raises(DistillrecError, match="expected one of exact, hnsw, ivf"):
         build_index(np.zeros((3, 2), np.float32), "annoy")

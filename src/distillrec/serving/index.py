@@ -141,9 +141,13 @@ def _top_k_row(row: np.ndarray, k: int, k_eff: int) -> tuple[np.ndarray, np.ndar
 
 def recall_at_k(approximate, exact: ExactIndex, queries: np.ndarray, k: int, exclude: Exclusions = None) -> float:
     """Share of the exact top-k (per query, excluded items left out) that the approximate
-    index also returns, averaged over queries."""
+    index also returns, averaged over queries. The approximate index is asked one query at a
+    time, as the service asks it: a batch would fetch k + the largest excluded set of *any*
+    query for every query, a deeper (more exact) search than a single request gets."""
+    queries = _as_matrix(queries)
     truth, _ = exact.search(queries, k, exclude)
-    found, _ = approximate.search(queries, k, exclude)
+    found = np.concatenate([approximate.search(queries[row], k, None if exclude is None else [exclude[row]])[0]
+                            for row in range(len(queries))]) if len(queries) else truth
     hits, total = 0, 0
     for want, got in zip(truth, found):
         want = want[want >= 0]
