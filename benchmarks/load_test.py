@@ -7,7 +7,7 @@ client), so it spends as little of the shared CPU as possible; it still shares t
 with the server, so read throughput as a lower bound for the server alone.
 
     python benchmarks/load_test.py --bundle BUNDLE_ML1M \
-        [--ratio-bundle BUNDLE_ML100K --teacher-run TEACHER_RUN_ML100K] [--clients 32] [--duration 10]
+        [--ratio-bundle BUNDLE_ML100K --teacher-run TEACHER_RUN ...] [--clients 32] [--duration 10]
 
 The teacher is served by the same app with its own scorer (`TeacherEngine`: the teacher
 model's `score` per request, on its cached path: what does not depend on the user, such as the
@@ -248,7 +248,8 @@ def serve_teacher(run: str, port: int) -> None:
             return self._rows(ids[0], best[0])
 
     n_users, n_items = split.n_users, split.n_items
-    engine = TeacherEngine(model_name=f"teacher ({type(model).__name__})", user_ids=dataset.user_ids, item_ids=dataset.item_ids,
+    engine = TeacherEngine(model_name=f"teacher ({type(model).__name__})", user_ids=dataset.user_ids,
+                           item_ids=dataset.item_ids,
                            user_vectors=np.zeros((n_users, 1), np.float32), item_vectors=np.zeros((n_items, 1), np.float32),
                            seen=seen, items=dataset.items)
     uvicorn.run(create_app(engine), host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -268,8 +269,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, help="student bundle for the targets (ML-1M)")
     parser.add_argument("--ratio-bundle", type=Path, help="student bundle on the teacher's data (ML-100K)")
-    parser.add_argument("--teacher-run", help="teacher run directory (any teacher) for the ratio, on "
-                        "--ratio-bundle's data and split")
+    parser.add_argument("--teacher-run", nargs="+", default=[], help="teacher run directories (any "
+                        "teacher model) for the ratio, on --ratio-bundle's data set")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per HTTP phase (upper bound)")
     parser.add_argument("--max-requests", type=int, default=30000, help="requests per HTTP phase (upper bound)")
@@ -309,14 +310,18 @@ def main() -> None:
         port = free_port()
         student = http_load(_serve_command(args.ratio_bundle, port, 1), port, users, clients=args.clients,
                             duration=args.duration, max_requests=args.max_requests, seed=args.seed)
-        port = free_port()
-        teacher = http_load([sys.executable, str(Path(__file__).resolve()), "--serve-teacher", args.teacher_run,
-                             "--port", str(port)], port, users, clients=args.clients, duration=args.duration,
-                            max_requests=args.max_requests, seed=args.seed)  # the student's warm-up
-        results["ratio"] = {"student": student, "teacher": teacher,
-                            "throughput_student_over_teacher": student["rps"] / teacher["rps"],
-                            "p50_teacher_over_student": teacher["p50_ms"] / student["p50_ms"],
-                            "p99_teacher_over_student": teacher["p99_ms"] / student["p99_ms"]}
+        results["ratio"] = {"student": student, "teachers": {}}
+        for run in args.teacher_run:
+            port = free_port()
+            teacher = http_load([sys.executable, str(Path(__file__).resolve()), "--serve-teacher", run,
+                                 "--port", str(port)], port, users, clients=args.clients, duration=args.duration,
+                                max_requests=args.max_requests, seed=args.seed)  # the student's warm-up
+            results["ratio"]["teachers"][run] = {
+                **teacher, "throughput_student_over_teacher": student["rps"] / teacher["rps"],
+                "p50_teacher_over_student": teacher["p50_ms"] / student["p50_ms"],
+                "p99_teacher_over_student": teacher["p99_ms"] / student["p99_ms"],
+                "cpu_teacher_over_student": teacher["server_cpu_ms_per_request"]
+                / student["server_cpu_ms_per_request"]}
         print(json.dumps({"ratio": results["ratio"]}, indent=1), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
