@@ -65,6 +65,9 @@ class OursSpec:
     # Test metrics with the seen items masked (True, our protocol) and/or kept (False,
     # RecBole's SASRec convention); the first is the one compared.
     test_masks: tuple[bool, ...] = (True,)
+    # Validation (early stopping and the per-epoch curve) with seen items masked, or kept as
+    # RecBole's SASRec validates: the same metric on both sides for time to quality.
+    valid_mask: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,10 @@ class Comparison:
     published: dict[str, float] = field(default_factory=dict)  # RecBole's published figures
     note: str = ""
     by_default: bool = True         # False: only with --only (too slow for a routine run)
+    time_to_quality: bool = False   # compare seconds to the validation NDCG@10 both sides reach
 
 
-def comparisons(recbole_ml1m_epochs: int, sasrec_ml1m_epochs: int) -> list[Comparison]:
+def comparisons(recbole_ml1m_epochs: int, sasrec_ml1m_epochs: int, sasrec_recbole_epochs: int = 5) -> list[Comparison]:
     """Every comparison, quick ones first."""
     mf_100k = OursSpec("mf", "ml-100k", "random")
     mf_1m = OursSpec("mf", "ml-1m", "random")
@@ -99,6 +103,12 @@ def comparisons(recbole_ml1m_epochs: int, sasrec_ml1m_epochs: int) -> list[Compa
                    PeerSpec("SASRec", "ml-100k", epochs=1),
                    note="RecBole's SASRec evaluation keeps seen items; ours is shown both ways"),
         Comparison("sasrec-ml100k", "SASRec, ML-100K, ours to convergence", sasrec_100k),
+        Comparison("sasrec-ml100k-time-to-quality",
+                   f"SASRec, ML-100K, time to the same valid NDCG@10 (RecBole capped at {sasrec_recbole_epochs} epochs)",
+                   replace(sasrec_100k, test_masks=(False,), valid_mask=False),
+                   PeerSpec("SASRec", "ml-100k", epochs=sasrec_recbole_epochs),
+                   note="both validate as RecBole's SASRec does (seen items kept)", by_default=False,
+                   time_to_quality=True),
         Comparison("bpr-ml1m-capped", f"MF-BPR vs BPR, ML-1M, {recbole_ml1m_epochs} epochs each",
                    replace(mf_1m, epochs=recbole_ml1m_epochs), PeerSpec("BPR", "ml-1m", recbole_ml1m_epochs)),
         Comparison("bpr-ml1m", f"MF-BPR, ML-1M, ours to convergence (RecBole capped at {recbole_ml1m_epochs})",
@@ -173,6 +183,7 @@ def summarise_peer(report: dict[str, Any]) -> dict[str, Any]:
             "valid_s_mean": report["valid_epoch_s_mean"], "fit_wall_s": report["fit_wall_s"],
             "test_eval_s": report["test_eval_s"], "test": report["test"], "test_all": report["test_all"],
             "valid_ndcg10_per_epoch": report["valid_ndcg10_per_epoch"], "threads": report["torch_threads"],
+            "train_epoch_s": report["train_epoch_s"],
             "data": {"users": report["users"], "items": report["items"], "interactions": report["interactions"],
                      "splits": report["splits"]}}
 
@@ -198,6 +209,8 @@ def ours_child(spec: OursSpec, threads: int) -> dict[str, Any]:
     config = TrainConfig(epochs=spec.epochs, seed=SEED, num_threads=threads)
     with tempfile.TemporaryDirectory(prefix="peer-benchmark-") as run_dir:
         trainer = Trainer(model, split, config, run_dir=run_dir, progress=False)
+        if not spec.valid_mask:
+            trainer.evaluator = Evaluator(split, ks=config.eval_ks, mask_history=False)
         started = time.perf_counter()
         result = trainer.fit()
         fit_wall_s = time.perf_counter() - started
@@ -215,6 +228,7 @@ def ours_child(spec: OursSpec, threads: int) -> dict[str, Any]:
         "tool": "distillrec", "spec": asdict(spec), "threads": torch.get_num_threads(),
         "epochs_run": len(history), "epoch_cap": spec.epochs, "best_epoch": result.best_epoch,
         "train_epoch_s_median": round(statistics.median(epoch_s), 4), "train_s_total": round(sum(epoch_s), 3),
+        "train_epoch_s": [round(seconds, 4) for seconds in epoch_s],
         "valid_s_mean": round(statistics.mean(r["eval_seconds"] for r in history), 4),
         "fit_wall_s": round(fit_wall_s, 3), "data_prep_s": round(data_prep_s, 3),
         "test_eval_s": round(first_seconds, 4),
@@ -258,8 +272,43 @@ def run_comparisons(chosen: list[Comparison], threads: int, reuse: bool) -> dict
             peer = comparison.peer
             name = f"recbole-{peer.model.lower()}-{peer.dataset}" + (f"-{peer.epochs}ep" if peer.epochs else "")
             entry["recbole"] = obtain(name, lambda: run_peer(peer, threads, name))
+            if comparison.time_to_quality:
+                entry["time_to_quality"] = time_to_quality(entry["ours"], entry["recbole"])
+                print(f"[{now()}] {comparison.name}: {entry['time_to_quality']}", flush=True)
         results[comparison.name] = entry
     return results
+
+
+def time_to_quality(ours: dict, peer: dict) -> dict[str, Any]:
+    """Training seconds each side needs to first reach the best validation NDCG@10 that *both*
+    reach (the lower of the two bests), from the per-epoch curves and epoch times."""
+    target = min(max(ours["valid_ndcg10_per_epoch"]), max(peer["valid_ndcg10_per_epoch"]))
+    out: dict[str, Any] = {"target_valid_ndcg@10": target}
+    for side, result in (("ours", ours), ("recbole", peer)):
+        curve, seconds = result["valid_ndcg10_per_epoch"], result["train_epoch_s"]
+        epoch = next(i for i, value in enumerate(curve) if value >= target)
+        out[side] = {"epochs": epoch + 1, "train_seconds": round(sum(seconds[:epoch + 1]), 3),
+                     "best_valid_ndcg@10": max(curve), "epochs_run": len(curve)}
+    out["speedup"] = out["recbole"]["train_seconds"] / out["ours"]["train_seconds"]
+    return out
+
+
+def time_to_quality_lines(chosen: list[Comparison], results: dict[str, dict]) -> list[str]:
+    rows = [(c, results[c.name]) for c in chosen if c.time_to_quality and "recbole" in results[c.name]]
+    if not rows:
+        return []
+    lines = ["Time to the same quality: training seconds until each side first reaches the best validation "
+             "NDCG@10 both reach (the lower of the two bests; validation every epoch):", "",
+             "| comparison | target valid NDCG@10 | ours: epochs, train s | RecBole: epochs, train s | speed-up "
+             "| best valid NDCG@10 ours / RecBole (epochs run) |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for comparison, entry in rows:
+        t = entry["time_to_quality"]
+        lines.append(f"| {comparison.title} | {t['target_valid_ndcg@10']:.4f} "
+                     f"| {t['ours']['epochs']}, {t['ours']['train_seconds']:.1f} "
+                     f"| {t['recbole']['epochs']}, {t['recbole']['train_seconds']:.1f} | {t['speedup']:.1f}x "
+                     f"| {t['ours']['best_valid_ndcg@10']:.4f} ({t['ours']['epochs_run']}) / "
+                     f"{t['recbole']['best_valid_ndcg@10']:.4f} ({t['recbole']['epochs_run']}) |")
+    return lines + [""]
 
 
 def brief(result: dict) -> str:
@@ -314,7 +363,7 @@ def markdown_section(chosen: list[Comparison], results: dict[str, dict], meta: d
             f"| {ours['epochs_run']} ({ours['best_epoch']}){ours_capped} / "
             f"{peer['epochs_run']} ({peer['best_epoch']}){capped} "
             f"| {ours['peak_rss_mb']:.0f} / {peer['peak_rss_mb']:.0f} |")
-    lines += ["", *comparison_notes(chosen, results), ""]
+    lines += ["", *comparison_notes(chosen, results), "", *time_to_quality_lines(chosen, results)]
     published = [c for c in chosen if c.published or c.ours.test_masks != (True,)]
     if published:
         lines += ["Ours against RecBole's published ML-1M figures, and SASRec with both evaluation "
@@ -404,6 +453,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recbole-ml1m-epochs", type=int, default=30,
                         help="cap on RecBole's ML-1M BPR epochs (~7 s each on one thread)")
     parser.add_argument("--sasrec-ml1m-epochs", type=int, default=20, help="cap on our ML-1M SASRec epochs")
+    parser.add_argument("--sasrec-recbole-epochs", type=int, default=5,
+                        help="cap on RecBole's SASRec epochs in sasrec-ml100k-time-to-quality (minutes each)")
     parser.add_argument("--reuse", action="store_true", help="load runs whose result JSON exists")
     parser.add_argument("--no-markdown", action="store_true", help="do not touch BENCHMARKS.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)       # internal: an OursSpec as JSON
@@ -421,7 +472,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not PEER_PYTHON.exists():
         sys.exit(f"{PEER_PYTHON} not found: run `bash benchmarks/peer_setup.sh` first")
-    every = comparisons(args.recbole_ml1m_epochs, args.sasrec_ml1m_epochs)
+    every = comparisons(args.recbole_ml1m_epochs, args.sasrec_ml1m_epochs, args.sasrec_recbole_epochs)
     known = {c.name for c in every}
     if args.only and (unknown := sorted(set(args.only) - known)):
         sys.exit(f"unknown comparison(s) {unknown}; expected some of {sorted(known)}")
