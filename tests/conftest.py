@@ -21,3 +21,16 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def run_cli():
+    """Run the `distillrec` CLI in process: run_cli("tune", "--help") -> its exit code."""
+    from distillrec.cli import main
+
+    def run(*args):
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(args))
+            raise SystemExit(0)
+        return exit_info.value.code
+    return run

@@ -5,23 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from distillrec.cli import main
 
 
-def run_cli(*args):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-        raise SystemExit(0)
-    return exit_info.value.code
-
-
-def test_tune_help_says_it_selects_on_validation(capsys):
+def test_tune_help_says_it_selects_on_validation(capsys, run_cli):
     assert run_cli("tune", "--help") == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert "validation" in printed and "--trials" in printed and "--seeds" in printed
 
 
-def test_run_help_lists_trials_and_seeds(capsys):
+def test_run_help_lists_trials_and_seeds(capsys, run_cli):
     assert run_cli("run", "--help") == 0
     printed = " ".join(capsys.readouterr().out.split())
     assert "--trials" in printed and "--seeds" in printed
@@ -38,7 +30,7 @@ def test_run_help_lists_trials_and_seeds(capsys):
     (("tune", "--trials", "many"), "Invalid value for '--trials'"),
     (("tune", "--budget", "3"), "No such option: --budget"),
 ])
-def test_bad_options_are_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch, capsys, args, message):
+def test_bad_options_are_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch, capsys, args, message, run_cli):
     monkeypatch.chdir(tmp_path)
     assert run_cli(*args) == 2
     err = " ".join(capsys.readouterr().err.split())
@@ -46,7 +38,7 @@ def test_bad_options_are_one_line_exit_2_and_nothing_written(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_tune_adds_a_tune_section_with_the_given_budget(tmp_path, capsys):
+def test_tune_adds_a_tune_section_with_the_given_budget(tmp_path, capsys, run_cli):
     rng = np.random.default_rng(0)
     rows = [f"u{u},i{i},5,{t}" for u in range(60) for t, i in
             enumerate(rng.choice(np.arange(u % 3, 45, 3), 12, replace=False))]

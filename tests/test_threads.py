@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from distillrec import pipeline, threads
-from distillrec.cli import main
 from distillrec.config import ExperimentConfig, dump_config, parse_config
 from distillrec.errors import DistillrecError
 
@@ -24,13 +23,6 @@ def clean_setting(monkeypatch):
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
-
-
-def run_cli(*args):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-        raise SystemExit(0)
-    return exit_info.value.code
 
 
 def test_the_default_is_the_cpu_set_not_the_machine(monkeypatch):
@@ -100,13 +92,13 @@ def test_parallel_jobs_divide_the_cores(monkeypatch):
     assert threads.per_job(2) == 3
 
 
-def test_the_cli_flag_reaches_torch_and_the_environment(capsys):
+def test_the_cli_flag_reaches_torch_and_the_environment(capsys, run_cli):
     assert run_cli("--threads", "1", "config", "show") == 0
     assert "students:" in capsys.readouterr().out
     assert torch.get_num_threads() == 1 and os.environ["DISTILLREC_THREADS"] == "1"
 
 
-def test_a_bad_flag_or_environment_value_is_a_one_line_error(monkeypatch, capsys):
+def test_a_bad_flag_or_environment_value_is_a_one_line_error(monkeypatch, capsys, run_cli):
     assert run_cli("--threads", "0", "config", "show") == 2
     monkeypatch.setenv("DISTILLREC_THREADS", "many")
     assert run_cli("config", "show") == 2
@@ -114,7 +106,7 @@ def test_a_bad_flag_or_environment_value_is_a_one_line_error(monkeypatch, capsys
     assert "DISTILLREC_THREADS='many'" in " ".join(err.split()) and "Traceback" not in err
 
 
-def test_the_config_key_applies_in_run_experiment_and_the_flag_wins_over_it(tmp_path, monkeypatch):
+def test_the_config_key_applies_in_run_experiment_and_the_flag_wins_over_it(tmp_path, monkeypatch, run_cli):
     monkeypatch.setattr(pipeline, "_run_split", lambda config, out, **kwargs: {})  # the stages are not under test
     pipeline.run_experiment(ExperimentConfig(threads=1), tmp_path / "a", progress=False)
     assert torch.get_num_threads() == 1
