@@ -229,11 +229,12 @@ class LMTeacher(Recommender):
         """[n_items, d]: every item through the item tower (`text`: the embedding table to use)."""
         items = torch.arange(len(self.item_has_id), device=self.item_has_id.device)
         content = self.text_embeddings if text is None else text
-        if self.training or torch.is_grad_enabled():
+        if self.training or torch.is_grad_enabled() or torch.is_inference_mode_enabled() or content.is_inference():
             return self.item_tower(self.item_table.rows(items), content, ids=items, has_id=self.item_has_id)
         # Scoring (eval, no grad): every request and evaluation chunk would run the same item
         # tower over the whole catalogue; keep its output while nothing it depends on changed
-        # (a tensor's _version counts its in-place updates: optimiser steps, load_state_dict).
+        # (a tensor's _version counts its in-place updates: optimiser steps, load_state_dict;
+        # inference-mode tensors keep no version, so they are never cached).
         key = (content.data_ptr(), content._version, *(p._version for p in self.item_tower.parameters()))
         if self._item_cache is None or self._item_cache[0] != key:
             self._item_cache = (key, self.item_tower(self.item_table.rows(items), content, ids=items,
