@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from distillrec.config import ExperimentConfig
-from distillrec.evaluation.significance import activity_groups, breakdown, paired_splits, paired_users
+from distillrec.evaluation.significance import activity_groups, breakdown, format_p, paired_splits, paired_users
 from distillrec.experiment import read_per_user
 
 METRIC = "ndcg@10"
@@ -95,33 +95,39 @@ def summarise_scenarios(per_split: dict[int, dict], seeds: list[int]) -> dict:
         results = [per_split[s].get("scenarios", {}).get(name) for s in seeds]
         if any(r is None for r in results):
             continue
-        table = []
-        for row in first["table"]:
-            label = {k: v for k, v in row.items() if not isinstance(v, (int, float)) or isinstance(v, bool)}
-            matches = [next((r for r in result["table"] if all(r.get(k) == v for k, v in label.items())), None)
-                       for result in results]
-            merged = dict(label)
-            for key, value in row.items():
-                if key in label or key.endswith(" std"):
-                    continue
-                values = [m[key] for m in matches if m is not None and isinstance(m.get(key), (int, float))]
-                if len(values) == len(seeds):
-                    merged[key] = float(np.mean(values))
-                    merged[f"{key} std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-            table.append(merged)
-        paired = []
-        for row in first.get("details", {}).get("paired", []):
-            cells = [next((c for c in result.get("details", {}).get("paired", [])
-                           if (c["model"], c["vs"], c["metric"]) == (row["model"], row["vs"], row["metric"])), None)
-                     for result in results]
-            if all(c is not None for c in cells):
-                paired.append({"model": row["model"], "vs": row["vs"], "metric": row["metric"],
-                               **paired_splits([c["base"] for c in cells], [c["other"] for c in cells]),
-                               "per_split": [{"seed": s, **c} for s, c in zip(seeds, cells)]})
+        table = [_row_over_splits(row, [r["table"] for r in results]) for row in first["table"]]
+        paired = [pair for row in first.get("details", {}).get("paired", [])
+                  if (pair := _pair_over_splits(row, results, seeds)) is not None]
         notes = (f"Mean ± std over split seeds {seeds} (each split: its own held-out set and teacher). "
                  + first.get("notes", ""))
         out[name] = {"table": table, "notes": notes, "details": {"paired": paired}}
     return out
+
+
+def _row_over_splits(row: dict, tables: list[list[dict]]) -> dict:
+    """`row`'s text columns, and each number's mean and std over the splits' matching rows."""
+    label = {k: v for k, v in row.items() if not isinstance(v, (int, float)) or isinstance(v, bool)}
+    matches = [next((r for r in table if all(r.get(k) == v for k, v in label.items())), {}) for table in tables]
+    merged = dict(label)
+    for key in row:
+        values = [m[key] for m in matches if isinstance(m.get(key), (int, float))]
+        if key in label or key.endswith(" std") or len(values) != len(tables):
+            continue
+        merged[key] = float(np.mean(values))
+        merged[f"{key} std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return merged
+
+
+def _pair_over_splits(row: dict, results: list[dict], seeds: list[int]) -> dict | None:
+    """One per-split paired comparison (model vs base on a metric) paired again over splits."""
+    which = (row["model"], row["vs"], row["metric"])
+    cells = [next((c for c in r.get("details", {}).get("paired", [])
+                   if (c["model"], c["vs"], c["metric"]) == which), None) for r in results]
+    if any(c is None for c in cells):
+        return None
+    return {"model": row["model"], "vs": row["vs"], "metric": row["metric"],
+            **paired_splits([c["base"] for c in cells], [c["other"] for c in cells]),
+            "per_split": [{"seed": s, **c} for s, c in zip(seeds, cells)]}
 
 
 def _mean_breakdown(per_split: dict[int, dict], seeds: list[int], base: str, other: str) -> list[dict]:
@@ -157,10 +163,6 @@ def _mean_models(per_split: dict[int, dict], seeds: list[int]) -> dict:
     return out
 
 
-def _p(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2g}" if value >= 1e-4 else "<1e-4"
-
-
 def _lift(value: float | None) -> str:
     return "–" if value is None else f"{value:+.1%}"
 
@@ -176,13 +178,13 @@ def comparison_rows(metrics: dict) -> list[dict]:
                          f"model {METRIC}": f"{c['other_mean']:.4f} ± {c['other_std']:.4f}",
                          "lift": _lift(c["lift"]), "lift ± std": f"{_lift(c['lift_mean'])} ± {c['lift_std'] or 0:.1%}"
                          if c.get("lift_mean") is not None else "–",
-                         "p (splits, paired t)": _p(c["t_p"]),
-                         "p (users, Wilcoxon) per split": " / ".join(_p(r["wilcoxon_p"]) for r in per_user),
+                         "p (splits, paired t)": format_p(c["t_p"]),
+                         "p (users, Wilcoxon) per split": " / ".join(format_p(r["wilcoxon_p"]) for r in per_user),
                          "splits better": f"{sum(r['other'] > r['base'] for r in per_user)}/{c['n_splits']}"})
         else:
             rows.append({"model": c["model"], "vs": c["vs"], f"vs {METRIC}": f"{c['base']:.4f}",
                          f"model {METRIC}": f"{c['other']:.4f}", "lift": _lift(c["lift"]),
-                         "p (users, Wilcoxon)": _p(c["wilcoxon_p"]), "p (users, paired t)": _p(c["t_p"]),
+                         "p (users, Wilcoxon)": format_p(c["wilcoxon_p"]), "p (users, paired t)": format_p(c["t_p"]),
                          "users": c["n_users"]})
     return rows
 
@@ -196,7 +198,7 @@ def activity_rows(metrics: dict) -> list[dict]:
                          "users": group["n_users"], "vs value": group["base"], "model value": group["other"],
                          "lift": _lift(group["lift"]),
                          **({"splits better": f"{group['splits_better']}/{c['n_splits']}"} if "n_splits" in c
-                            else {"p (Wilcoxon)": _p(group.get("wilcoxon_p"))})})
+                            else {"p (Wilcoxon)": format_p(group.get("wilcoxon_p"))})})
     return rows
 
 
@@ -209,11 +211,11 @@ def scenario_pair_rows(paired: list[dict]) -> list[dict]:
             rows.append({"model": c["model"], "vs": c["vs"], "metric": c["metric"],
                          "vs value": f"{c['base_mean']:.4f} ± {c['base_std']:.4f}",
                          "model value": f"{c['other_mean']:.4f} ± {c['other_std']:.4f}", "lift": _lift(c["lift"]),
-                         "p (splits, paired t)": _p(c["t_p"]),
-                         "p (users, Wilcoxon) per split": " / ".join(_p(r["wilcoxon_p"]) for r in c["per_split"])})
+                         "p (splits, paired t)": format_p(c["t_p"]),
+                         "p (users, Wilcoxon) per split": " / ".join(format_p(r["wilcoxon_p"]) for r in c["per_split"])})
         else:
             rows.append({"model": c["model"], "vs": c["vs"], "metric": c["metric"], "users": c["n_users"],
                          "vs value": f"{c['base']:.4f}", "model value": f"{c['other']:.4f}",
-                         "lift": _lift(c["lift"]), "p (users, Wilcoxon)": _p(c["wilcoxon_p"]),
-                         "p (users, paired t)": _p(c["t_p"])})
+                         "lift": _lift(c["lift"]), "p (users, Wilcoxon)": format_p(c["wilcoxon_p"]),
+                         "p (users, paired t)": format_p(c["t_p"])})
     return rows

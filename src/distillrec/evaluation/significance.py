@@ -45,6 +45,11 @@ def paired_users(base: PerUser, other: PerUser) -> dict:
             "wilcoxon_p": _wilcoxon_p(o - b), "t_p": _t_p(b, o)}
 
 
+def format_p(value: float | None) -> str:
+    """A p-value for a table: two significant digits, "<1e-4" below that, "–" when undefined."""
+    return "–" if value is None else f"{value:.2g}" if value >= 1e-4 else "<1e-4"
+
+
 def paired_splits(base: Sequence[float], other: Sequence[float]) -> dict:
     """Compare `other` with `base` over split seeds: one metric value per seed, same order.
 

@@ -31,7 +31,7 @@ import torch
 from distillrec import artifacts, runs
 from distillrec.data.split import Split
 from distillrec.errors import ArtifactError, DistillrecError
-from distillrec.evaluation.significance import paired_users
+from distillrec.evaluation.significance import format_p, paired_users
 from distillrec.scenarios import SCENARIOS, ScenarioContext, ScenarioResult, mean_std
 
 #: content-student settings used unless the config's scenario params say otherwise.
@@ -222,14 +222,10 @@ def run(context: ScenarioContext) -> ScenarioResult:
              f"'warm': warm test interactions within the {len(protocol.warm)} warm items. Students: "
              f"mean ± std over seeds {context.seeds}; the split's teacher (shared) and popularity "
              f"do not vary. Distilled content student: cold NDCG@{k} = {100 * share:.0f}% of the teacher's "
-             f"(paired over {paired[1]['n_users']} users: Wilcoxon p = {_p(paired[1]['wilcoxon_p'])}), "
+             f"(paired over {paired[1]['n_users']} users: Wilcoxon p = {format_p(paired[1]['wilcoxon_p'])}), "
              f"warm NDCG@{k} {100 * warm_change:+.1f}% vs undistilled; encodes a new item "
              f"{speed['speedup']:.0f}x faster than the language model (1 thread).")
     return ScenarioResult(table=table, notes=notes, details=details)
-
-
-def _p(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2g}"
 
 
 def _default_template() -> str:
