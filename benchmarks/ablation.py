@@ -20,14 +20,8 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
-from distillrec import runs
-from distillrec.evaluation.efficiency import model_cost
-from distillrec.experiment import evaluate_model, prepare
-from distillrec.teachers.knowledge import extract_knowledge
-from distillrec.teachers.models import LMTeacher
-from distillrec.train.trainer import TrainConfig, Trainer
+from distillrec import threads
+from distillrec.teachers import commands as teacher_commands
 
 TEACHER = {"dim": 128, "hidden": 256, "heads": 2, "max_history": 100, "history_dropout": 0.2}
 TEACHER_TRAIN = {"epochs": 40, "lr": 3e-3, "batch_size": 1024, "weight_decay": 0.01, "patience": 3}
@@ -43,31 +37,19 @@ TEACHER_BY_DATASET = {
 STUDENT_TRAIN = {"epochs": 300, "lr": 1e-3, "batch_size": 2048, "patience": 20}
 
 
-def make_teacher_run(dataset: str, out: Path, *, seed: int = 0, threads: int = 2,
+def make_teacher_run(dataset: str, out: Path, *, seed: int = 0, n_threads: int = 2,
                      top_k: int = 100, knn: int = 20, resume: bool = False) -> Path:
-    """A teacher run directory: the fitted LMTeacher's run (role "teacher") plus knowledge/."""
-    torch.set_num_threads(threads)
-    ds, split = prepare(dataset, "random", seed)
+    """A teacher run directory (what `distillrec teacher fit` then `teacher extract` write):
+    the fitted LMTeacher's run (role "teacher") plus knowledge/."""
     params, train = TEACHER_BY_DATASET.get(dataset, (TEACHER, TEACHER_TRAIN))
-    model = LMTeacher.build(ds, split, seed=seed, **params)
-    config = TrainConfig(seed=seed, num_threads=threads, **train)
     started = time.perf_counter()
-    result = Trainer(model, split, config, run_dir=out, progress=False,
-                     callbacks=[lambda r: print(r["epoch"], round(r["loss"], 4), r.get("valid", {}).get("ndcg@10"),
-                                                flush=True)]).fit(resume=resume)
-    print(f"teacher fitted in {time.perf_counter() - started:.0f} s (best epoch {result.best_epoch})", flush=True)
-    extract_knowledge(model, split, ds, top_k=top_k, knn=knn, importance=False, seed=seed).save(out / "knowledge")
-    results = evaluate_model(model, split, ds)
-    cost = model_cost(model, split.n_users)
-    entry = runs.model_entry("teacher", cost["params"], results["valid"], results["test"],
-                             size_bytes=cost["size_bytes"], latency_ms_per_user=cost["latency_ms_per_user"],
-                             train_seconds=result.train_seconds, best_epoch=result.best_epoch)
-    runs.save_model(out, "lm-teacher", {"seed": seed, **params}, model)
-    runs.write_run(out, dataset=ds, split=split, models={"lm-teacher": entry}, kind="train",
-                   config={"command": "teacher", "model": "lm-teacher", "model_params": params, "dataset": dataset,
-                           "split": "random", "split_params": split.params, "seed": seed,
-                           "train": config.model_dump(mode="json"), "knowledge": {"top_k": top_k, "knn": knn}})
-    print(f"teacher test ndcg@10 {results['test']['ndcg@10']:.4f} recall@10 {results['test']['recall@10']:.4f}")
+    _, metrics = teacher_commands.fit_teacher(dataset=dataset, split_name="random", seed=seed, model_params=params,
+                                              train_params={**train, "num_threads": n_threads}, out=out,
+                                              resume=resume, progress=True)
+    print(f"teacher fitted in {time.perf_counter() - started:.0f} s", flush=True)
+    teacher_commands.extract(out, top_k=top_k, knn=knn, seed=seed)
+    test = next(iter(metrics["models"].values()))["test"]
+    print(f"teacher test ndcg@10 {test['ndcg@10']:.4f} recall@10 {test['recall@10']:.4f}")
     return out
 
 
@@ -94,11 +76,11 @@ TUNING: dict[str, tuple[dict | None, str | None]] = {
 }
 
 
-def tune(teacher_run: Path, out: Path, labels: list[str], threads: int) -> None:
+def tune(teacher_run: Path, out: Path, labels: list[str], n_threads: int) -> None:
     """One seed at dim 64 per setting; prints valid and test NDCG@10 as each finishes."""
     from distillrec.distill.runner import distill_student, load_teacher
 
-    torch.set_num_threads(threads)
+    threads.apply(n_threads)
     teacher = load_teacher(teacher_run)
     for label in labels:
         spec, init = TUNING[label]
@@ -139,12 +121,12 @@ def main() -> None:
     if args.command == "ablate":
         from distillrec.distill.runner import ablate
 
-        torch.set_num_threads(args.threads)
+        threads.apply(args.threads)
         report = ablate(args.teacher, "mf", args.methods, seeds=args.seeds, dims=args.dims,
                         train_params=STUDENT_TRAIN, out=args.out, jobs=args.jobs)
         print(report["markdown"])
     elif args.command == "teacher":
-        make_teacher_run(args.dataset, args.out, threads=args.threads, resume=args.resume)
+        make_teacher_run(args.dataset, args.out, n_threads=args.threads, resume=args.resume)
     elif args.command == "tune":
         tune(args.teacher, args.out, args.labels, args.threads)
 

@@ -1,8 +1,9 @@
 """Student versus teacher: full-catalog scoring latency per user, same batch sizes, one thread.
 
 Three ways to score, per batch size:
-- `score`: the model's score() as evaluation calls it (the teacher and the two-tower recompute
-  their item tower on every call; SASRec re-encodes each user's last 50 items);
+- `score`: the model's score() as evaluation calls it (the two-tower recomputes its item tower
+  on every call, the LM teacher keeps its item tower's output while its weights do not change;
+  SASRec re-encodes each user's last 50 items);
 - `history`: the item side computed once, the user side recomputed from the user's history on
   every request (for SASRec: its encoder over the history, the last block at the last position);
 - `served`: what is deployed. A student bundle holds every user's vector (refreshed when the
@@ -29,7 +30,8 @@ from pathlib import Path
 import torch
 
 from distillrec.evaluation.efficiency import scoring_latency_ms
-from distillrec.experiment import prepare, registered_model
+from distillrec.experiment import prepare
+from distillrec.students.base import model_class
 
 TEACHER = {"dim": 128, "hidden": 256, "heads": 2, "max_history": 100, "item_item": True, "temperature": 0.1}
 MODELS = {  # name -> (registered model, split, params)
@@ -42,41 +44,29 @@ MODELS = {  # name -> (registered model, split, params)
 }
 
 
+def _with_history(model, scores: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+    extra = model.history_scores(users)  # the teacher's item-to-item term; None for students
+    return scores if extra is None else scores + extra
+
+
 class FromHistory(torch.nn.Module):
     """The item side precomputed once; the user side recomputed from its history per request."""
 
     def __init__(self, model):
         super().__init__()
-        self.model = model
-        if hasattr(model, "text_embeddings"):        # LMTeacher: attention over history + item-item term
-            items = model.item_vectors(model._current_text())
-            self.score = lambda users: model._scores(users, items)
-        else:                                         # the model contract: item side cached once
-            items = model.item_vectors()
-            self.score = lambda users: model.similarity(model.user_vectors(users), items)
+        items = model.item_vectors()
+        self.score = lambda users: _with_history(model, model.similarity(model.user_vectors(users), items), users)
 
 
 class Served(torch.nn.Module):
-    """As deployed: cached user vectors, a lookup and the catalog product per request (the
-    teacher adds its uncacheable item-item term over the history)."""
+    """As deployed: cached user vectors, a lookup and the catalog product per request, plus
+    whatever the model must still read from the history per request (`history_scores`)."""
 
     def __init__(self, model):
         super().__init__()
-        self.model = model
-        if hasattr(model, "text_embeddings"):
-            items = model.item_vectors(model._current_text())
-            users = model.representations()["user"]
-
-            def score(batch):
-                scores = model.similarity(users[batch], items)
-                if model.item_item is not None:
-                    scores = scores + model.item_item_scores(*model._visible_history(batch))
-                return scores
-            self.score = score
-        else:
-            vectors = model.serving_vectors()
-            users, items = vectors["user"], vectors["item"]
-            self.score = lambda batch: users[batch] @ items.T
+        vectors = model.serving_vectors()
+        users, items = vectors["user"], vectors["item"]
+        self.score = lambda batch: _with_history(model, users[batch] @ items.T, batch)
 
 
 def build_models(dataset: str) -> dict:
@@ -85,7 +75,7 @@ def build_models(dataset: str) -> dict:
         if split_name not in splits:
             splits[split_name] = prepare(dataset, split_name, 0)
         ds, split = splits[split_name]
-        model = registered_model(model_name).build(ds, split, **params)
+        model = model_class(model_name).build(ds, split, **params)
         model.set_history(split.history("test"))
         model.eval()
         with torch.no_grad():

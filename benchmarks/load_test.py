@@ -229,29 +229,12 @@ def serve_teacher(run: str, port: int) -> None:
     from distillrec import runs
     from distillrec.serving.app import create_app
     from distillrec.serving.engine import Engine
-    from distillrec.serving.index import top_k
 
     torch.set_num_threads(1)
     dataset, split, _ = runs.load_run_data(Path(run))
     model = runs.load_model(run, dataset=dataset, split=split)  # hashes checked, eval mode
-    model.set_history(split.history("test"))
-    import pandas as pd
-
-    seen = pd.concat([part[["user", "item"]] for part in (split.train, split.valid, split.test) if len(part)])
-
-    class TeacherEngine(Engine):
-        def known_user_search(self, user, k, exclude):
-            with torch.no_grad():
-                scores = model.score(torch.tensor([user]))[0].numpy().copy()
-            scores[exclude] = -np.inf
-            ids, best = top_k(scores[None], k)
-            return self._rows(ids[0], best[0])
-
-    n_users, n_items = split.n_users, split.n_items
-    engine = TeacherEngine(model_name=f"teacher ({type(model).__name__})", user_ids=dataset.user_ids,
-                           item_ids=dataset.item_ids,
-                           user_vectors=np.zeros((n_users, 1), np.float32), item_vectors=np.zeros((n_items, 1), np.float32),
-                           seen=seen, items=dataset.items)
+    engine = Engine.from_model(model, dataset, split)
+    engine.model_name = f"teacher ({engine.model_name})"
     uvicorn.run(create_app(engine), host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

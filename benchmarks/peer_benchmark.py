@@ -196,7 +196,8 @@ def ours_child(spec: OursSpec, threads: int) -> dict[str, Any]:
     import distillrec.students  # noqa: F401  (registers the students)
     from distillrec.data.splitting import make_split
     from distillrec.evaluation.evaluator import Evaluator
-    from distillrec.experiment import load_dataset, model_scorer
+    from distillrec.data.sources import load_dataset
+    from distillrec.evaluation.scoring import model_scorer
     from distillrec.students.base import MODELS
     from distillrec.train import TrainConfig, Trainer
 

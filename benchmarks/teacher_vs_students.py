@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 from distillrec import artifacts
+from distillrec.evaluation.efficiency import scoring_latency_ms
 from distillrec.evaluation.evaluator import evaluate
+from distillrec.evaluation.scoring import model_scorer
 from distillrec.experiment import prepare
-from distillrec.students import mf, two_tower  # noqa: F401  (registers the students)
-from distillrec.students.base import MODELS, Recommender
-from distillrec.teachers import models as teacher_models  # noqa: F401  (registers lm-teacher)
+from distillrec.students.base import model_class
 from distillrec.teachers.knowledge import extract_knowledge
 from distillrec.train.trainer import TrainConfig, Trainer
 
@@ -55,35 +55,23 @@ DEFAULT_MODELS = ["mf-bpr", "two-tower", "lm-teacher"]
 TRAIN_OVERRIDES: dict[tuple[str, str], dict] = {("lm-teacher", "ml-1m"): {"batch_size": 4096, "epochs": 10}}
 
 
-def scoring_ms_per_user(model: Recommender, n_users: int, batch: int = 1024) -> float:
-    """Wall time of scoring every user against the full catalog, per user."""
-    users = torch.arange(n_users)
-    with torch.no_grad():
-        started = time.perf_counter()
-        for chunk in users.split(batch):
-            model.score(chunk)
-        return 1000 * (time.perf_counter() - started) / n_users
-
-
 def run_one(name: str, dataset: str, threads: int, importance: bool) -> dict:
     ds, split = prepare(dataset, "random", 0)
     registered, params, train = RUNS[name]
     train = {**train, **TRAIN_OVERRIDES.get((name, dataset), {})}
     with tempfile.TemporaryDirectory() as cache:  # teacher: a cold cache, so encoding is timed
         extra = {"cache_dir": cache} if registered == "lm-teacher" else {}
-        model = MODELS.get(registered).build(ds, split, **params, **extra)
+        model = model_class(registered).build(ds, split, **params, **extra)
     started = time.perf_counter()
     result = Trainer(model, split, TrainConfig(**train, num_threads=threads), progress=False).fit()
     fit_seconds = time.perf_counter() - started
-    model.eval()
-    model.set_history(split.history("test"))
-    with torch.no_grad():
-        test = evaluate(model.score, split, "test", ks=(10, 20))
+    test = evaluate(model_scorer(model, split, "test"), split, "test", ks=(10, 20))
+    latency = scoring_latency_ms(model, split.n_users, batch_size=1024, repeats=1, max_users=split.n_users)
     row = {"model": name, "dataset": dataset, "ndcg@10": test["ndcg@10"], "recall@10": test["recall@10"],
            "ndcg@20": test["ndcg@20"], "recall@20": test["recall@20"],
            "valid_ndcg@10": result.best_valid.get("ndcg@10"), "best_epoch": result.best_epoch,
            "epochs_run": len(result.history), "fit_seconds": fit_seconds, "train_seconds": result.train_seconds,
-           "params": model.num_parameters(), "score_ms_per_user": scoring_ms_per_user(model, split.n_users),
+           "params": model.num_parameters(), "score_ms_per_user": latency,
            "model_params": params, "train_config": train}
     if registered == "lm-teacher":
         row.update(model.cost())

@@ -12,7 +12,7 @@ from distillrec.data.builtin import resolve_builtin
 from distillrec.errors import DistillrecError
 from distillrec.evidence import (activity_rows, comparison_rows, pairs, scenario_pair_rows, split_comparisons,
                                  summarise_scenarios)
-from distillrec.experiment import read_per_user
+from distillrec.evaluation.scoring import read_per_user
 from distillrec.pipeline import run_experiment
 from distillrec.train import trainer as trainer_module
 from distillrec.tuning import apply
@@ -98,7 +98,7 @@ def test_the_aggregate_holds_seeds_summary_and_paired_comparisons(resampled):
 def test_each_split_pairs_its_models_user_by_user(resampled):
     cfg, out, metrics = resampled
     from distillrec.data.splitting import make_seeded_split
-    from distillrec.experiment import load_dataset
+    from distillrec.data.sources import load_dataset
 
     split_dir = out / "split-1"
     model_dirs = {"teacher": split_dir / "teacher", "mf": split_dir / "students" / "mf",

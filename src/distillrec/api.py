@@ -41,7 +41,7 @@ def fit(model: str, dataset: Dataset, split: Split, *, teacher=None, kd: Mapping
     validation, bound to the data's ids with every split's interactions as history.
     With a fitted `teacher` and distillation terms `kd` (e.g. {"ranking": 0.5, "feature": 1.0})
     the model trains on its own loss plus those terms, read from the teacher on this split."""
-    from distillrec.experiment import make_train_config
+    from distillrec.params import make_train_config
     from distillrec.distill.objective import normalise_spec
     from distillrec.errors import DistillrecError
     from distillrec.params import check_kd, check_model_params
@@ -76,7 +76,7 @@ def _distillation(teacher, spec, student, dataset: Dataset, split: Split, weight
 def evaluate(model, dataset: Dataset, split: Split) -> dict[str, dict[str, float]]:
     """{"valid": {metric@k: value}, "test": {...}}: full ranking, seen items masked (RecBole's
     conventions). The model's history is restored afterwards."""
-    from distillrec.experiment import evaluate_model
+    from distillrec.evaluation.scoring import evaluate_model
 
     try:
         return evaluate_model(model, split, dataset)
@@ -87,11 +87,11 @@ def evaluate(model, dataset: Dataset, split: Split) -> dict[str, dict[str, float
 def save(model, directory: str | Path) -> Path:
     """A run directory (weights, ids, split, manifest with hashes) that `load` reads back."""
     from distillrec import runs
-    from distillrec.experiment import model_cls_name
+    from distillrec.students.base import registered_name
 
     dataset, split = model.data
     directory = Path(directory)
-    name = model_cls_name(type(model), type(model).__name__)
+    name = registered_name(type(model), type(model).__name__)
     runs.save_model(directory, name, dict(model.build_params), model)
     entry = runs.model_entry(model.role, model.num_parameters(), None, None)
     runs.write_run(directory, dataset=dataset, split=split, models={name: entry},

@@ -89,7 +89,7 @@ def data_stats(
     attribute columns that look misread (a list left unsplit)."""
     from distillrec.console import console, err_console, key_value_table
     from distillrec.data.stats import attribute_warnings, dataset_stats
-    from distillrec.experiment import load_dataset
+    from distillrec.data.sources import load_dataset
 
     ds = load_dataset(dataset, mapping=_parse_mapping(map), sep=sep, list_separators=_parse_list_separators(list_sep))
     console.print(key_value_table(dataset_stats(ds), title=f"{ds.name}"))

@@ -17,7 +17,7 @@ import numpy as np
 
 from distillrec.config import ExperimentConfig
 from distillrec.evaluation.significance import activity_groups, breakdown, format_p, paired_splits, paired_users
-from distillrec.experiment import read_per_user
+from distillrec.evaluation.scoring import read_per_user
 
 METRIC = "ndcg@10"
 SUMMARISED = ("ndcg@10", "recall@10", "ndcg@20", "recall@20")

@@ -1,4 +1,7 @@
-"""Library entry points behind the CLI commands: load, split, score, write a run."""
+"""The commands behind `distillrec train` / `evaluate`: load and split, fit one model through the
+one Trainer, score it, write a complete run directory. Commands build on it (cli, pipeline, the
+distillation runner, teacher commands, scenarios); the layers below (models, training,
+evaluation, tuning, params) never import it."""
 
 from __future__ import annotations
 
@@ -6,13 +9,11 @@ from pathlib import Path
 
 from distillrec import runs
 from distillrec.data.dataset import Dataset
-from distillrec.data.sources import load_dataset  # noqa: F401  (re-exported for older callers)
+from distillrec.data.sources import load_dataset
 from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
-
-DEFAULT_KS = (10, 20)
-#: each evaluated user's test NDCG@10, written beside a run's metrics: the paired tests' input.
-PER_USER_FILE = "per_user.parquet"
+from distillrec.evaluation.scoring import baseline_scorer, evaluate_model, evaluate_scorer
+from distillrec.students.base import model_class, registered_name
 
 
 def prepare(dataset: str, split_name: str, seed: int, *, mapping: dict | None = None,
@@ -21,72 +22,6 @@ def prepare(dataset: str, split_name: str, seed: int, *, mapping: dict | None = 
 
     ds = load_dataset(dataset, mapping=mapping)
     return ds, make_seeded_split(ds, split_name, seed, **split_params)
-
-
-def baseline_scorer(name: str, split: Split, seed: int):
-    from distillrec.evaluation.baselines import PopularityScorer, RandomScorer
-
-    if name == "pop":
-        return PopularityScorer(split)
-    if name == "random":
-        return RandomScorer(split.n_items, seed=seed)
-    raise DistillrecError(f"unknown baseline {name!r}; expected pop or random")
-
-
-def genre_matrix(dataset: Dataset):
-    """Items' genre multi-hot [n_items, n_genres] for intra-list diversity, or None."""
-    import numpy as np
-
-    if "genres" not in dataset.items.columns:
-        return None
-    genres = dataset.items["genres"].map(lambda g: list(g) if isinstance(g, (list, np.ndarray)) else [])
-    vocabulary = sorted({g for row in genres for g in row})
-    if not vocabulary:
-        return None
-    column = {g: j for j, g in enumerate(vocabulary)}
-    matrix = np.zeros((dataset.n_items, len(vocabulary)), dtype=np.float32)
-    for row, values in enumerate(genres):
-        matrix[row, [column[g] for g in values]] = 1.0
-    return matrix
-
-
-def make_evaluator(split: Split, dataset: Dataset, ks=DEFAULT_KS):
-    """The evaluator every command shares: accuracy metrics plus coverage, novelty and, when
-    items have genres, intra-list diversity."""
-    from distillrec.evaluation.evaluator import ACCURACY_METRICS, Evaluator
-
-    genres = genre_matrix(dataset)
-    beyond = ("coverage", "novelty") + (("diversity",) if genres is not None else ())
-    return Evaluator(split, ks=ks, metrics=ACCURACY_METRICS + beyond, item_features=genres)
-
-
-def evaluate_scorer(scorer, split: Split, dataset: Dataset, ks=DEFAULT_KS, *, per_user_dir: Path | None = None) -> dict:
-    """Validation and test metrics of one scorer, in the metrics.json entry layout
-    (per_user_dir: also write each user's test NDCG@10 there)."""
-    evaluator = make_evaluator(split, dataset, ks)
-    if per_user_dir is not None:
-        write_per_user(per_user_dir, evaluator, scorer)
-    return {part: evaluator.evaluate(scorer, part=part) for part in ("valid", "test")}
-
-
-def write_per_user(run_dir: Path, evaluator, test_scorer) -> None:
-    import pandas as pd
-
-    from distillrec import artifacts
-
-    users, values = evaluator.per_user(test_scorer, "test", "ndcg@10")
-    artifacts.write_parquet(Path(run_dir) / PER_USER_FILE, pd.DataFrame({"user": users, "ndcg@10": values}))
-
-
-def read_per_user(run_dir: Path):
-    """(users, test NDCG@10 values) of a run, or None when it has none."""
-    from distillrec import artifacts
-
-    path = Path(run_dir) / PER_USER_FILE
-    if not path.exists():
-        return None
-    frame = artifacts.read_parquet(path)
-    return frame["user"].to_numpy(), frame["ndcg@10"].to_numpy()
 
 
 def evaluate_baseline(model: str, *, dataset: str, split_name: str, seed: int,
@@ -102,34 +37,13 @@ def evaluate_baseline(model: str, *, dataset: str, split_name: str, seed: int,
     return run_dir, metrics
 
 
-def model_scorer(model, split: Split, part: str):
-    """A scorer for `part`: the model first sees the history it may use (train for valid;
-    train + valid for test; plus revealed cold-user interactions)."""
-    import torch
-
-    model.eval()
-    model.set_history(split.history(part))
-
-    def scorer(users):
-        with torch.no_grad():
-            return model.score(users)
-    return scorer
-
-
-def evaluate_model(model, split: Split, dataset: Dataset, ks=DEFAULT_KS, *, per_user_dir: Path | None = None) -> dict:
-    evaluator = make_evaluator(split, dataset, ks)
-    if per_user_dir is not None:
-        write_per_user(per_user_dir, evaluator, model_scorer(model, split, "test"))
-    return {part: evaluator.evaluate(model_scorer(model, split, part), part=part) for part in ("valid", "test")}
-
-
 def train_model(model_name: str, *, dataset: str, split_name: str, seed: int, model_params: dict,
                 train_params: dict, out: Path | None = None, resume: bool = False,
                 progress: bool = True, split_params: dict | None = None, role: str = "baseline") -> tuple[Path, dict]:
     """Load, split, train one model through the one loop, evaluate it, write a run directory."""
-    from distillrec.params import check_model_params
+    from distillrec.params import check_model_params, make_train_config
 
-    model_cls = registered_model(model_name)  # unknown names fail before any work
+    model_cls = model_class(model_name)  # unknown names fail before any work
     model_params = check_model_params(model_name, model_params)
     train_config = make_train_config(train_params, seed)
     run_dir = runs.new_run_dir(out, f"{model_name}-{Path(dataset).name}")
@@ -142,31 +56,6 @@ def train_model(model_name: str, *, dataset: str, split_name: str, seed: int, mo
     metrics = fit_model(model_cls, model_name, ds, split, model_params=model_params, train_config=train_config,
                         run_dir=run_dir, config=config, role=role, resume=resume, progress=progress)
     return run_dir, metrics
-
-
-def registered_model(name: str):
-    import distillrec.students  # noqa: F401  (registers the students)
-    from distillrec.students.base import MODELS
-
-    if name not in MODELS:
-        import distillrec.teachers.models  # noqa: F401  (teachers load transformers: only when asked)
-        import distillrec.teachers.ease  # noqa: F401
-        import distillrec.teachers.ensemble  # noqa: F401
-    return MODELS.get(name)
-
-
-def make_train_config(train_params: dict, seed: int):
-    """A validated TrainConfig; pydantic's complaint becomes one line naming the option."""
-    from pydantic import ValidationError
-
-    from distillrec.train import TrainConfig
-
-    try:
-        return TrainConfig(**{"seed": seed, **train_params})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "train"
-        raise DistillrecError(f"training option {where}: {first['msg']}") from None
 
 
 def fit_model(model_cls, name: str, ds: Dataset, split: Split, *, model_params: dict, train_config,
@@ -191,15 +80,8 @@ def fit_model(model_cls, name: str, ds: Dataset, split: Split, *, model_params: 
         latency_ms_per_user=cost["latency_ms_per_user"], train_seconds=result.train_seconds,
         best_epoch=result.best_epoch, epochs_run=len(result.history), history=history,
         **(entry_extra or {}))}
-    runs.save_model(run_dir, model_cls_name(model_cls, name), {"seed": train_config.seed, **model_params}, model)
+    runs.save_model(run_dir, registered_name(model_cls, name), {"seed": train_config.seed, **model_params}, model)
     return runs.write_run(run_dir, dataset=ds, split=split, models=models, config=config, kind="train")
-
-
-def model_cls_name(model_cls, fallback: str) -> str:
-    """The registry name of a model class (run directories rebuild models by it)."""
-    from distillrec.students.base import MODELS
-
-    return next((n for n in MODELS.names() if MODELS.get(n) is model_cls), fallback)
 
 
 def evaluate_run(run_dir: Path) -> dict:

@@ -119,7 +119,9 @@ def callable_schema(fn: Callable, owner: str, *, skip: int = 0, declarations: Ma
 def model_schema(cls: type) -> Schema:
     """A model's config parameters: `build`'s after (dataset, split), plus the constructor's
     defaulted ones when build forwards **params to it; `seed` comes from the experiment."""
-    owner = f"model {_registered_name(cls)!r}"
+    from distillrec.students.base import registered_name
+
+    owner = f"model {registered_name(cls, cls.__name__)!r}"
     build = cls.build  # bound classmethod: (dataset, split, ...)
     signature = inspect.signature(build)
     params = {}
@@ -163,12 +165,6 @@ def train_schema() -> Schema:
                        if getattr(meta, key, None) is not None}
         params[name] = Param(name, info.annotation, info.default, constraints)
     return Schema("training", params)
-
-
-def _registered_name(cls: type) -> str:
-    from distillrec.students.base import MODELS
-
-    return next((name for name in MODELS.names() if MODELS.get(name) is cls), cls.__name__)
 
 
 # --- checking values ------------------------------------------------------------------------
@@ -342,10 +338,10 @@ def _unknown(key: Any, schema: Schema) -> str:
 def model_class(name: str, where: str) -> type:
     """The registered model class called `name` (students and teachers alike; teachers import
     torch only, their language model loads in build)."""
-    from distillrec.experiment import registered_model
+    from distillrec.students.base import model_class as registered
 
     try:
-        return registered_model(name)
+        return registered(name)
     except DistillrecError as exc:
         raise ParamError(where, str(exc)) from None
 
@@ -365,10 +361,29 @@ def check_train(params: Mapping[str, Any] | None, where: str = "train", seed: in
     try:
         TrainConfig(**{"seed": seed, **checked})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        path = ".".join([where, *map(str, first["loc"])])
-        raise ParamError(path, first["msg"].removeprefix("Value error, ")) from None
+        key, problem = _first_error(exc)
+        raise ParamError(".".join(filter(None, [where, key])), problem) from None
     return checked
+
+
+def make_train_config(params: Mapping[str, Any], seed: int):
+    """The TrainConfig of a command's training options; pydantic's complaint becomes one line
+    naming the option (`training option lr: ...`)."""
+    from pydantic import ValidationError
+
+    from distillrec.train import TrainConfig
+
+    try:
+        return TrainConfig(**{"seed": seed, **params})
+    except ValidationError as exc:
+        key, problem = _first_error(exc)
+        raise DistillrecError(f"training option {key or 'train'}: {problem}") from None
+
+
+def _first_error(exc) -> tuple[str, str]:
+    """(dotted field, message) of a pydantic ValidationError's first complaint."""
+    first = exc.errors()[0]
+    return ".".join(map(str, first["loc"])), first["msg"].removeprefix("Value error, ")
 
 
 #: ranges of the split protocols' parameters (their functions check the rest, before any work).

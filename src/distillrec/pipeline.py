@@ -14,7 +14,10 @@ from pathlib import Path
 from distillrec import artifacts, experiment, runs, threads
 from distillrec.config import ExperimentConfig, dump_config
 from distillrec.console import console
+from distillrec.evaluation.scoring import baseline_scorer, evaluate_scorer
+from distillrec.params import make_train_config
 from distillrec.stages import Stage, content_key
+from distillrec.students.base import model_class
 from distillrec.tuning import apply
 
 
@@ -218,7 +221,7 @@ def _cached(stage: Stage, say, work) -> dict:
 
 
 def _baseline(name, ds, split, stage_dir: Path, base_config) -> dict:
-    results = experiment.evaluate_scorer(experiment.baseline_scorer(name, split, base_config["seed"]), split, ds,
+    results = evaluate_scorer(baseline_scorer(name, split, base_config["seed"]), split, ds,
                                          per_user_dir=stage_dir)
     entry = runs.model_entry("baseline", 0, results["valid"], results["test"])
     runs.write_run(stage_dir, dataset=ds, split=split, models={name: entry},
@@ -230,8 +233,8 @@ def _teacher(config: ExperimentConfig, teacher, ds, split, stage_dir: Path, resu
              progress) -> dict:
     from distillrec.teachers.knowledge import extract_knowledge
 
-    model_cls = experiment.registered_model(teacher.model)
-    train_config = experiment.make_train_config(teacher.train, config.seed)
+    model_cls = model_class(teacher.model)
+    train_config = make_train_config(teacher.train, config.seed)
     model = model_cls.build(ds, split, seed=config.seed, **teacher.params)
     run_config = {**base_config, "command": "run", "model": teacher.model, "model_params": teacher.params,
                   "train": train_config.model_dump(mode="json")}
@@ -250,8 +253,8 @@ def _teacher(config: ExperimentConfig, teacher, ds, split, stage_dir: Path, resu
 
 
 def _student(student, ds, split, stage_dir: Path, resume: bool, base_config, progress) -> dict:
-    model_cls = experiment.registered_model(student.model)
-    train_config = experiment.make_train_config(student.train, base_config["seed"])
+    model_cls = model_class(student.model)
+    train_config = make_train_config(student.train, base_config["seed"])
     run_config = {**base_config, "command": "run", "model": student.model, "model_params": student.params,
                   "train": train_config.model_dump(mode="json")}
     metrics = experiment.fit_model(model_cls, student.name, ds, split, model_params=student.params,

@@ -10,7 +10,8 @@ import pytest
 from distillrec.cli import main
 from distillrec.distill.runner import BASELINE, ablate, load_teacher
 from distillrec.errors import DistillrecError
-from distillrec.experiment import fit_model, make_train_config, prepare
+from distillrec.experiment import fit_model, prepare
+from distillrec.params import make_train_config
 from distillrec.teachers.knowledge import extract_knowledge
 from distillrec.teachers.models import LMTeacher
 

@@ -32,7 +32,8 @@ def _tiny_movies(n_users: int = 40, n_items: int = 30):
 def _fit_teacher(ds, split, directory, poison_users=(), poison_items=()):
     """A small LM teacher fitted as the pipeline's teacher stage does, with its knowledge; the
     knowledge rows of `poison_*` are NaN, so any use of them makes training fail."""
-    from distillrec.experiment import fit_model, make_train_config
+    from distillrec.experiment import fit_model
+    from distillrec.params import make_train_config
     from distillrec.teachers.knowledge import Knowledge, extract_knowledge
     from distillrec.teachers.models import LMTeacher
 

@@ -51,7 +51,7 @@ def test_target_users_are_never_in_the_source(domains):
 
 
 def test_the_builtin_domains_are_disjoint():
-    from distillrec.experiment import load_dataset
+    from distillrec.data.sources import load_dataset
 
     source, target = load_dataset("ml-1m"), load_dataset("ml-100k")
     assert not set(target.user_ids.astype(str)) & set(source.user_ids.astype(str))

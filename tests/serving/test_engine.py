@@ -101,3 +101,16 @@ def test_content_student_new_items_from_title_and_new_users_from_profile_and_his
     assert [r["item_id"] for r in got] == [engine.item_ids[i] for i in np.argsort(-scores, kind="stable")[:3]]
     explanation = engine.explain("50", user_id="1", n=10)
     assert {f["side"] for f in explanation["features"]} == {"user", "item"}
+
+
+def test_a_model_served_from_memory_ranks_like_its_bundle(pipeline_run, engines):
+    from distillrec import runs
+    from distillrec.serving.bundle import resolve_model_dir
+
+    model_dir, _ = resolve_model_dir(pipeline_run, "mf")
+    dataset, split, _ = runs.load_run_data(model_dir)
+    engine = Engine.from_model(runs.load_model(model_dir, dataset=dataset, split=split), dataset, split)
+    bundled, _ = engines["mf"]
+    for user in ("1", "7", "500"):
+        assert [r["item_id"] for r in engine.recommend(user, 10)] == [r["item_id"] for r in bundled.recommend(user, 10)]
+    assert engine.similar_items("50", 5) == bundled.similar_items("50", 5)

@@ -11,7 +11,7 @@ import torch
 from distillrec.data.dataset import RawData, build_dataset
 from distillrec.data.splitting import make_split
 from distillrec.errors import DistillrecError
-from distillrec.experiment import make_train_config
+from distillrec.params import make_train_config
 from distillrec.students import MODELS
 from distillrec.students.content import ContentStudent, hash_titles, title_ngrams
 from distillrec.train import Trainer

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from distillrec import experiment
+from distillrec.params import make_train_config
 from distillrec.data import sources
 from distillrec.data.dataset import RawData, build_dataset
 from distillrec.data.splitting import random_split
@@ -52,7 +53,7 @@ def runs(tmp_path_factory):
     out = {}
     for name, cls, params, epochs in (("ease", EASETeacher, {"l2": 2.0, "cache_dir": str(cache), "template": "{title}"}, 1),
                                       ("mf", MatrixFactorization, {"dim": 4}, 1)):
-        train = experiment.make_train_config({"epochs": epochs, "lr": 1e-9, "eval_ks": [10]}, 0)
+        train = make_train_config({"epochs": epochs, "lr": 1e-9, "eval_ks": [10]}, 0)
         experiment.fit_model(cls, name, dataset, split, model_params=params, train_config=train, run_dir=root / name,
                              config={"command": "train", "model": name, "model_params": params, "dataset": "tiny",
                                      "split": "random", "split_params": split.params, "seed": 0,

@@ -136,6 +136,21 @@ def test_score_matches_pair_scores_and_training_hides_the_target_from_history():
     torch.testing.assert_close(loss, expected)
 
 
+@pytest.mark.parametrize("params", [{"item_item": True, "temperature": 0.1}, {"item_item": False}])
+def test_serving_vectors_plus_history_scores_equal_score(params):
+    model, _ = tiny_teacher(history_dropout=0.0, **params)
+    model.eval()
+    if model.item_item is not None:  # zero at initialisation: give the term something to add
+        torch.nn.init.normal_(model.item_item.weight, generator=torch.Generator().manual_seed(0))
+    users = torch.arange(8)
+    with torch.no_grad():
+        vectors = model.serving_vectors()
+        extra = model.history_scores(users)
+        served = vectors["user"][users] @ vectors["item"].T + (0 if extra is None else extra)
+        torch.testing.assert_close(served, model.score(users))
+    assert (extra is None) == (not params["item_item"])
+
+
 def test_invalid_settings_are_refused():
     with pytest.raises(DistillrecError, match="unknown mode"):
         tiny_teacher(mode="prefix")

@@ -78,12 +78,13 @@ def distill_student(teacher_run: str | Path | TeacherRun, student: str, kd_spec:
     resume: continue from the last checkpoint in `out` (a fresh start when it has none)."""
     from distillrec.distill.objective import DistillObjective, normalise_spec
     from distillrec.distill.weighting import WEIGHTINGS
-    from distillrec.experiment import fit_model, make_train_config, registered_model
-    from distillrec.params import check_kd, check_model_params
+    from distillrec.experiment import fit_model
+    from distillrec.params import check_kd, check_model_params, make_train_config
+    from distillrec.students.base import model_class
     from distillrec.transfer import INIT_METHODS, init_from_teacher
 
     # Everything the user typed is checked before the teacher is loaded or anything written.
-    model_cls = registered_model(student)
+    model_cls = model_class(student)
     model_params = check_model_params(student, {"dim": dim, **(model_params or {})})
     spec = normalise_spec(check_kd(kd_spec)) if kd_spec else {}
     WEIGHTINGS.get(weighting)
@@ -164,13 +165,14 @@ def ablate(teacher_run: str | Path, student: str = "mf",
     what order, does not change its numbers.
     Writes out/ablation.json and out/ablation.md; returns the JSON.
     """
-    from distillrec.experiment import make_train_config, registered_model
+    from distillrec.params import make_train_config
+    from distillrec.students.base import model_class
 
     if not seeds or not dims:
         raise DistillrecError("give at least one seed and one dim")
     if jobs < 1:
         raise DistillrecError(f"jobs must be at least 1, got {jobs}")
-    registered_model(student)
+    model_class(student)
     specs = resolve_methods(methods)
     for seed in seeds:
         make_train_config(dict(train_params or {}), seed)
@@ -247,7 +249,7 @@ def _run_in_worker(job: tuple[tuple, dict]) -> dict:
 def _run_one(teacher: TeacherRun, *, student: str, label: str, spec: dict, dim: int, seed: int, weighting: str,
              model_params, train_params, out: Path, progress: bool) -> dict:
     """One trained student (reused when its run directory is already complete)."""
-    from distillrec.experiment import make_train_config
+    from distillrec.params import make_train_config
 
     run_dir = out / "runs" / f"{_slug(label)}-d{dim}-s{seed}"
     if (run_dir / artifacts.MANIFEST).exists():

@@ -55,10 +55,10 @@ class AttributeParams(StrictParams):
 
 @SCENARIOS.register("attribute")
 def run(context: ScenarioContext) -> ScenarioResult:
-    from distillrec import experiment
+    from distillrec.params import make_train_config
 
     params = parse_params(AttributeParams, context.params, "attribute")
-    experiment.make_train_config(params.student.train, 0)
+    make_train_config(params.student.train, 0)
     if context.teacher_dir is None:
         raise DistillrecError("scenario 'attribute' compares a distilled student: the config needs a teacher")
     dataset, split = context.dataset, context.split
@@ -285,7 +285,7 @@ def ndcg_at_k(scores: np.ndarray, relevance: np.ndarray, k: int) -> np.ndarray:
 def list_genre_scores(model, split, labels: np.ndarray, users: np.ndarray, top_n: int) -> np.ndarray:
     """Rank-discounted genre mass of each user's top-N items (train and valid items masked)."""
     from distillrec.evaluation.evaluator import rank_top_k
-    from distillrec.experiment import model_scorer
+    from distillrec.evaluation.scoring import model_scorer
 
     seen = split.history("test")
     scorer = model_scorer(model, split, "test")

@@ -175,7 +175,7 @@ def encoding_speed(model, items, template: str, encoder: str | None, n: int, bat
 @SCENARIOS.register("cold-item")
 def run(context: ScenarioContext) -> ScenarioResult:
     from distillrec.evaluation.baselines import PopularityScorer
-    from distillrec.experiment import model_scorer
+    from distillrec.evaluation.scoring import model_scorer
 
     params = context.params
     teacher = teacher_run(context)

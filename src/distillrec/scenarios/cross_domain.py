@@ -71,10 +71,11 @@ class CrossDomainParams(StrictParams):
 @SCENARIOS.register("cross-domain")
 def run(context: ScenarioContext) -> ScenarioResult:
     from distillrec import experiment
+    from distillrec.params import make_train_config
 
     params = parse_params(CrossDomainParams, context.params, "cross-domain")
     for options in (params.two_tower.train, params.source_train, params.mf.train):
-        experiment.make_train_config(options, 0)  # bad training options fail before any work
+        make_train_config(options, 0)  # bad training options fail before any work
     return cross_domain(context, experiment.load_dataset(params.source), params)
 
 
@@ -160,12 +161,13 @@ def fit_source(source, text: torch.Tensor, params: CrossDomainParams, out: Path,
     items read as text only: its item tower is what travels."""
     from distillrec import experiment
     from distillrec.data.splitting import make_split
+    from distillrec.params import make_train_config
     from distillrec.students.two_tower import TwoTower
 
     split = make_split(source, "random", seed=params.source_split_seed)
     model_params = {**params.two_tower.params, "item_columns": ()}
     model = TwoTower.build(source, split, content=text, seed=0, **model_params)
-    train_config = experiment.make_train_config(params.source_train, 0)
+    train_config = make_train_config(params.source_train, 0)
     config = {"command": "scenario cross-domain", "model": "two-tower", "dataset": params.source,
               "split": split.name, "split_params": split.params, "seed": 0,
               "train": train_config.model_dump(mode="json")}
@@ -218,11 +220,13 @@ class SourceItemDistillation(nn.Module):
 def _target_models(target, split, target_text, source_model, teacher_items, params: CrossDomainParams,
                    seed: int, out: Path, progress: bool) -> dict[str, dict]:
     from distillrec import experiment
+    from distillrec.evaluation.scoring import baseline_scorer, evaluate_scorer
+    from distillrec.params import make_train_config
     from distillrec.students.mf import MatrixFactorization
     from distillrec.students.two_tower import TwoTower
 
     def fit(name: str, model_cls, model, model_params: dict, train: dict, extra_loss=None) -> dict:
-        train_config = experiment.make_train_config(train, seed)
+        train_config = make_train_config(train, seed)
         config = {"command": "scenario cross-domain", "model": name, "dataset": target.name,
                   "split": split.name, "split_params": split.params, "seed": seed,
                   "train": train_config.model_dump(mode="json")}
@@ -244,7 +248,7 @@ def _target_models(target, split, target_text, source_model, teacher_items, para
             model.item_tower.mlp.load_state_dict(source_model.item_tower.mlp.state_dict())
         return model
 
-    pop = experiment.evaluate_scorer(experiment.baseline_scorer("pop", split, seed), split, target)
+    pop = evaluate_scorer(baseline_scorer("pop", split, seed), split, target)
     results = {"pop": {"seed": seed, "test": {k: pop["test"][k] for k in (METRIC, "recall@10")},
                        "valid": {METRIC: pop["valid"][METRIC]}}}
     results["mf"] = fit("mf", MatrixFactorization, MatrixFactorization.build(

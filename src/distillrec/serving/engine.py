@@ -16,13 +16,13 @@ Errors a client causes are `RequestError`s carrying an HTTP status; the app maps
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from distillrec.errors import DistillrecError
-from distillrec.serving.index import ExactIndex, build_index
+from distillrec.serving.index import ExactIndex, build_index, top_k
 
 
 class RequestError(DistillrecError):
@@ -48,11 +48,14 @@ class Engine:
                  users: pd.DataFrame | None = None, user_tower=None, item_tower=None, encoders: dict | None = None,
                  user_has_id: np.ndarray | None = None, item_has_id: np.ndarray | None = None,
                  similarity: str = "dot", temperature: float | None = None, content_dim: int | None = None,
-                 titles: Mapping[str, Any] | None = None,
+                 titles: Mapping[str, Any] | None = None, user_scorer: Callable[[int], np.ndarray] | None = None,
                  index: str = "exact", index_params: Mapping[str, Any] | None = None):
         """titles: the content student's parts, {"buckets", "max_history", "uses_history",
-        "item_raw" [n_items, d] (what its user tower pools), "title_tokens" [n_items, W]}."""
+        "item_raw" [n_items, d] (what its user tower pools), "title_tokens" [n_items, W]}.
+        user_scorer: a known user's index -> scores of every item, in place of the vector search
+        (a model served from memory, `from_model`)."""
         self.model_name, self.similarity, self.temperature = model_name, similarity, temperature
+        self.user_scorer = user_scorer
         self.user_ids = [str(u) for u in user_ids]
         self.item_ids = [str(i) for i in item_ids]
         self.user_index = {u: i for i, u in enumerate(self.user_ids)}
@@ -113,6 +116,26 @@ class Engine:
                    temperature=spec["temperature"], content_dim=spec["content_dim"],
                    index=index, index_params=index_params)
 
+    @classmethod
+    def from_model(cls, model, dataset, split, index: str = "exact") -> "Engine":
+        """A fitted model in memory (any run: a teacher too) behind the same engine. A known
+        user is scored by the model itself on each request, so whatever it reads from the
+        history per request (the LM teacher's item-to-item term) and its caches count; similar
+        items use its serving vectors."""
+        import torch
+
+        model.eval()
+        model.set_history(split.history("test"))
+        vectors = {k: v.numpy() for k, v in model.serving_vectors().items()}
+
+        def user_scorer(user: int) -> np.ndarray:
+            with torch.no_grad():
+                return model.score(torch.tensor([user]))[0].numpy().copy()
+
+        return cls(model_name=type(model).__name__, user_ids=dataset.user_ids, item_ids=dataset.item_ids,
+                   user_vectors=vectors["user"], item_vectors=vectors["item"], seen=split.history("all"),
+                   items=dataset.items, user_scorer=user_scorer, index=index)
+
     # --- lookups ---------------------------------------------------------------------------
 
     @property
@@ -146,8 +169,13 @@ class Engine:
         return self.known_user_search(user, k, exclude)
 
     def known_user_search(self, user: int, k: int, exclude: np.ndarray) -> list[dict]:
-        """Top-k for a known user's index (a served teacher overrides this with its own scorer)."""
-        return self._search(self.user_vectors[user], k, exclude)
+        """Top-k for a known user's index: the model's own scores when served from memory."""
+        if self.user_scorer is None:
+            return self._search(self.user_vectors[user], k, exclude)
+        scores = self.user_scorer(user)
+        scores[exclude] = -np.inf
+        ids, best = top_k(scores[None], k)
+        return self._rows(ids[0], best[0])
 
     def recommend_new(self, attributes: Mapping[str, Any] | None = None, recent_items: Sequence[str] = (),
                       k: int = 10, exclude_seen: bool = True) -> list[dict]:

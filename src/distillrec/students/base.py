@@ -12,7 +12,8 @@ public face: `recommend`, `recommend_new_user`, `similar_items`, with ids as in 
     recommend(user_ids, k, exclude_seen=True)   similar_items(item_ids, k)
     encode_new_user(attributes, recent_items)   encode_new_item(records)   (where it can)
     distill_user_vectors(batch)   distill_items(batch)   id_tables()
-    serving_vectors()   serving_spec()   export_graphs()   restore(params, tensors, state)
+    serving_vectors()   history_scores(users)   serving_spec()   export_graphs()
+    restore(params, tensors, state)
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def model_class(name: str) -> type["Recommender"]:
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module)
     return MODELS.get(name)
+
+
+def registered_name(model_cls: type, fallback: str) -> str:
+    """The registry name of a model class (run directories rebuild models by it)."""
+    return next((n for n in MODELS.names() if MODELS.get(n) is model_cls), fallback)
 
 
 @dataclass(frozen=True)
@@ -311,10 +317,16 @@ class Recommender(nn.Module):
     # --- serving hooks -----------------------------------------------------------------------
 
     def serving_vectors(self) -> dict[str, torch.Tensor]:
-        """{"user", "item"} in serving space, where a dot product equals `score` (users as of
-        the current history); models may add what their towers need (e.g. "item_raw")."""
+        """{"user", "item"} in serving space, where a dot product plus `history_scores` equals
+        `score` (users as of the current history); models may add what their towers need
+        (e.g. "item_raw")."""
         with torch.no_grad():
             return {k: v.detach().float() for k, v in self.representations().items()}
+
+    def history_scores(self, users: torch.Tensor) -> torch.Tensor | None:
+        """[B, n_items]: the part of `score` that no cached vector holds, read from each user's
+        history per request (the LM teacher's item-to-item term); None when score is all dot."""
+        return None
 
     def serving_spec(self) -> dict[str, Any]:
         """What a bundle's service needs to know, as JSON: {"similarity", "temperature",

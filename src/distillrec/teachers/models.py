@@ -319,6 +319,18 @@ class LMTeacher(Recommender):
     def n_users_known(self) -> int:
         return len(self.user_has_id)
 
+    def serving_vectors(self) -> dict[str, torch.Tensor]:
+        """The towers' term as a dot product (cosine: normalised, users / temperature); the
+        item-to-item term is `history_scores`."""
+        vectors = super().serving_vectors()
+        if self.temperature is not None:
+            vectors = {"user": F.normalize(vectors["user"], dim=-1) / self.temperature,
+                       "item": F.normalize(vectors["item"], dim=-1)}
+        return vectors
+
+    def history_scores(self, users: torch.Tensor) -> torch.Tensor | None:
+        return None if self.item_item is None else self.item_item_scores(*self._visible_history(users))
+
     def encode_new_user(self, *, attributes=None, recent_items=None) -> torch.Tensor:
         """The profile and the attention-pooled recent items through the user tower."""
         return self._new_user(attributes, recent_items)[0]

@@ -38,7 +38,7 @@ def validation_objective(model: str, dataset, split, *, params: Mapping[str, Any
     """A trial: the settings written over (params, train, kd), one fit with early stopping on
     validation, its best validation metric returned. Each validation is reported for pruning."""
     from distillrec.distill.objective import DistillObjective, normalise_spec
-    from distillrec.experiment import make_train_config
+    from distillrec.params import make_train_config
     from distillrec.params import check_kd, check_model_params
     from distillrec.students.base import model_class
     from distillrec.train import Trainer
