@@ -14,6 +14,7 @@ from pathlib import Path
 from distillrec import artifacts, experiment, runs, threads
 from distillrec.config import ExperimentConfig, dump_config
 from distillrec.console import console
+from distillrec.data.sources import load_dataset
 from distillrec.evaluation.scoring import baseline_scorer, evaluate_scorer
 from distillrec.params import make_train_config
 from distillrec.stages import Stage, content_key
@@ -56,7 +57,7 @@ def _run_split(config: ExperimentConfig, out: Path, *, progress: bool, selection
     say = console.print if progress else (lambda *a, **k: None)
 
     say(f"[bold]data[/] {config.data.dataset} · split {config.split.name}")
-    ds = experiment.load_dataset(config.data.dataset, mapping=config.data.mapping,
+    ds = load_dataset(config.data.dataset, mapping=config.data.mapping,
                                  rating_threshold=config.data.rating_threshold, k_core=config.data.k_core,
                                  list_separators=config.data.list_separators)
     for warning in attribute_warnings(ds):

@@ -70,13 +70,13 @@ class CrossDomainParams(StrictParams):
 
 @SCENARIOS.register("cross-domain")
 def run(context: ScenarioContext) -> ScenarioResult:
-    from distillrec import experiment
+    from distillrec.data.sources import load_dataset
     from distillrec.params import make_train_config
 
     params = parse_params(CrossDomainParams, context.params, "cross-domain")
     for options in (params.two_tower.train, params.source_train, params.mf.train):
         make_train_config(options, 0)  # bad training options fail before any work
-    return cross_domain(context, experiment.load_dataset(params.source), params)
+    return cross_domain(context, load_dataset(params.source), params)
 
 
 def cross_domain(context: ScenarioContext, source, params: CrossDomainParams) -> ScenarioResult:

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from distillrec import artifacts, experiment, runs
+from distillrec.data.sources import load_dataset
 from distillrec.errors import ArtifactError, DistillrecError
 from distillrec.teachers.templates import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE
 
@@ -41,7 +42,7 @@ def encode_dataset(dataset: str, out: str | os.PathLike, *, model: str | None = 
 
     out = Path(out)
     _fresh_directory(out)
-    ds = experiment.load_dataset(dataset)
+    ds = load_dataset(dataset)
     encoder = TextEncoder(model, pooling=pooling)  # a missing or unreadable model fails here
     parts = {"item": (TextTemplate(item_template).render(ds.items, "item"), item_template, ds.item_ids)}
     if user_template is not None:
