@@ -261,6 +261,12 @@ def _parse_ints(text: str, option: str) -> list[int]:
         raise DistillrecError(f"{option}: '{text}' is not a comma-separated list of integers (e.g. 0,1,2)") from None
 
 
+# Options `distill` and `ablate` share (typer reads an option's declaration; it does not change it).
+TEACHER_RUN_OPTION = typer.Option(..., "--teacher", help="Teacher run directory (a trained teacher plus knowledge/).")
+STUDENT_OPTION = typer.Option("mf", "--student", help="Student: mf | two-tower | sasrec.")
+TRAIN_OPTIONS_OPTION = typer.Option([], "--train-option", help="Other training options, KEY=VALUE (repeatable).")
+
+
 def _distill_train_params(epochs: Optional[int], train_option: list[str]) -> dict:
     train_params = _parse_params(train_option, "--train-option")
     if epochs is not None:
@@ -270,8 +276,8 @@ def _distill_train_params(epochs: Optional[int], train_option: list[str]) -> dic
 
 @app.command("distill")
 def distill_cmd(
-    teacher: Path = typer.Option(..., "--teacher", help="Teacher run directory (a trained teacher plus knowledge/)."),
-    student: str = typer.Option("mf", "--student", help="Student: mf | two-tower | sasrec."),
+    teacher: Path = TEACHER_RUN_OPTION,
+    student: str = STUDENT_OPTION,
     kd: Optional[str] = typer.Option(None, "--kd", help="Distillation terms METHOD=WEIGHT,... (e.g. feature=1.0,ranking=0.5) "
                                      "or a JSON object with per-method options; omit for none."),
     init: Optional[str] = typer.Option(None, "--init", help="Initialise the student's ID embeddings from the teacher: pca | projection."),
@@ -281,7 +287,7 @@ def distill_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, the batches and the KD sampling."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (default 300, with early stopping)."),
     param: list[str] = typer.Option([], "--param", help="Other student hyper-parameters, KEY=VALUE (repeatable)."),
-    train_option: list[str] = typer.Option([], "--train-option", help="Other training options, KEY=VALUE (repeatable)."),
+    train_option: list[str] = TRAIN_OPTIONS_OPTION,
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: a new one under runs/)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last checkpoint."),
 ):
@@ -301,15 +307,15 @@ def distill_cmd(
 
 @app.command("ablate")
 def ablate_cmd(
-    teacher: Path = typer.Option(..., "--teacher", help="Teacher run directory (a trained teacher plus knowledge/)."),
-    student: str = typer.Option("mf", "--student", help="Student: mf | two-tower | sasrec."),
+    teacher: Path = TEACHER_RUN_OPTION,
+    student: str = STUDENT_OPTION,
     methods: Optional[str] = typer.Option(None, "--methods", help="Methods to compare, comma-separated, each NAME or "
                                           "NAME=WEIGHT (default: every method with its tuned settings)."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Seeds, comma-separated."),
     dims: str = typer.Option("64", "--dims", help="Student dims, comma-separated; methods are compared at the largest, "
                              "the others give the accuracy-versus-size curve."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs per student (default 300, early stopping)."),
-    train_option: list[str] = typer.Option([], "--train-option", help="Other training options, KEY=VALUE (repeatable)."),
+    train_option: list[str] = TRAIN_OPTIONS_OPTION,
     out: Path = typer.Option(..., "--out", help="Directory for ablation.json, ablation.md and the students' runs."),
     jobs: int = typer.Option(1, "--jobs", help="Students trained at once, each in its own process "
                              "(the cores are shared out between them)."),

@@ -112,11 +112,7 @@ def read_grouplens_100k(directory: str | Path, name: str = "ml-100k") -> RawData
             "genres": [[g for g, on in zip(genres, row) if on] for row in flags],
             "release_date": table.text("release_date"), "imdb_url": table.text("imdb_url")})
 
-    users = None
-    if (directory / "u.user").is_file():
-        table = read_text_table(directory / "u.user", separator="|", encoding="latin-1",
-                                columns=["user_id", "age", "gender", "occupation", "zip"])
-        users = _grouplens_users(table)
+    users = _grouplens_users(directory / "u.user", "|", ["user_id", "age", "gender", "occupation", "zip"])
     return RawData(name, interactions, items, users, source=str(directory))
 
 
@@ -129,8 +125,12 @@ def _ml100k_genres(path: Path) -> list[str]:
     return [genre for _, genre in sorted(zip(order, table.text("genre", required=True)))]
 
 
-def _grouplens_users(table) -> pd.DataFrame:
-    """The user attributes both GroupLens releases share (their column order differs)."""
+def _grouplens_users(path: Path, separator: str, columns: list[str]) -> pd.DataFrame | None:
+    """The user attributes both GroupLens releases share (their column order differs), or None
+    without the users file."""
+    if not path.is_file():
+        return None
+    table = read_text_table(path, separator=separator, encoding="latin-1", columns=columns)
     return pd.DataFrame({"user_id": table.text("user_id", required=True),
                          "age": table.numbers("age", required=False).astype(float),
                          "gender": table.text("gender"), "occupation": table.text("occupation"),
@@ -152,11 +152,7 @@ def read_grouplens_1m(directory: str | Path, name: str = "ml-1m") -> RawData:
         items = pd.DataFrame({"item_id": table.text("item_id", required=True), "title": title,
                               "year": year, "genres": split_list(table.text("genres"), "|")})
 
-    users = None
-    if (directory / "users.dat").is_file():
-        table = read_text_table(directory / "users.dat", separator="::", encoding="latin-1",
-                                columns=["user_id", "gender", "age", "occupation", "zip"])
-        users = _grouplens_users(table)
+    users = _grouplens_users(directory / "users.dat", "::", ["user_id", "gender", "age", "occupation", "zip"])
     return RawData(name, interactions, items, users, source=str(directory))
 
 
