@@ -10,7 +10,7 @@ OUT    ?= runs/default
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test clean
+.PHONY: install run test clean bench-setup
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The speed peer of benchmarks/implicit_peer.py (the `bench` extra), torch pinned beside it.
+bench-setup: $(STAMP)
+	$(BIN)/pip install -q -e ".[bench]" "$(TORCH_SPEC)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,405 @@
+"""distillrec's MF-BPR beside implicit 0.7.3's CPU BPR and ALS: seconds per epoch, test quality, memory.
+
+What is compared, per data set, in one run on one split (random 8:1:1 per user through our own
+`distillrec.split(data, "random", seed=--seed)`; every side trains on the same train part and
+is tested by the same Evaluator):
+
+  ours-mf-bpr   distillrec "mf" (dim 64, BPR loss) through our Trainer: Adam lr 1e-3, batch
+                2048, 1 uniform negative, weight decay 0, --epochs epochs, validated once at
+                the end (eval_every = epochs, so no early stopping can happen);
+  implicit-bpr  implicit.cpu.bpr.BayesianPersonalizedRanking(factors=64, iterations=--epochs,
+                num_threads=--threads, random_state=--seed), its default learning_rate 0.01
+                and regularization 0.01 (its defaults are tuned for its own plain SGD; ours
+                are RecBole's for Adam, so neither side is handicapped by the other's values);
+  implicit-als  implicit.cpu.als.AlternatingLeastSquares(factors=64, num_threads=--threads,
+                random_state=--seed), every other setting its default (15 iterations,
+                regularization 0.01, alpha 1.0, conjugate gradient); a different algorithm,
+                shown as the usual fast baseline, not as the same work.
+
+Why the two BPR sides do the same work per epoch: both make one SGD pass over the training
+interactions, len(train) BPR updates of (user, positive, one sampled negative), each touching
+one user row and two item rows of 64 floats. Differences in *how*, which the numbers include:
+  - ours visits every training interaction once (a permutation) in mini-batches of 2048 with
+    Adam over the whole tables; implicit draws len(train) interactions *with replacement* and
+    applies plain SGD to one triple at a time, lock-free across threads (Hogwild);
+  - ours draws negatives uniformly over the catalogue and redraws any that is a training
+    positive of the user; implicit takes the item of another random training interaction (so
+    negatives follow item popularity) and *skips* the update when that item is a positive of
+    the user (verify_negative_samples), so it makes fewer than len(train) updates per epoch:
+    the row's `skipped_fraction` says how many it dropped;
+  - implicit's BPR learns an item bias: its factors have 65 columns, the last being 1 for every
+    user (never updated) and the bias for items, so user_factors @ item_factors.T is its score
+    including the bias; ours has no bias.
+
+Measured per (data, model), each in its own child process (so peak RSS is that run's own
+high-water mark, from wait4 like benchmarks/peer_benchmark.py; it includes the Python + torch
+baseline, `rss_after_imports_bytes`, because every child also runs our Evaluator):
+  seconds_per_epoch  ours: the mean of the Trainer's per-epoch `train_seconds` (training steps
+                     only; the final validation is not counted); implicit: fit wall time /
+                     iterations (the CSR train matrix is built before the timer starts)
+  fit_seconds        ours: Trainer.fit wall time minus its one validation (so it includes the
+                     batch-source set-up, as implicit's includes its own); implicit: model.fit;
+                     library imports are outside every timer (implicit's modules, and
+                     torch._dynamo, which torch's first Optimizer imports: about 1 s)
+  ndcg@10, recall@10 test part, full ranking, train + valid items masked (our Evaluator)
+Threads: --threads T on both sides: ours through distillrec.threads and TrainConfig.num_threads
+(torch intra-op threads); implicit through num_threads=T (its OpenMP loop), with its BLAS held
+to 1 thread by threadpoolctl during the fit, as implicit itself asks (its per-user solver calls
+BLAS inside the parallel loop; a threaded BLAS there oversubscribes the cores).
+
+    .venv/bin/python benchmarks/implicit_peer.py [--sizes ml-1m[,10m]] [--epochs 20]
+        [--threads 2] [--seed 0] [--out benchmarks/out/implicit_peer.json] [--timeout 3600]
+
+Sizes: the built-in "ml-100k" and "ml-1m", and the synthetic logs of benchmarks/cost_curves.py
+("10m", "50m"; generated once by its code into benchmarks/out/cost_curves/data/, before any
+child starts). Needs implicit: `make bench-setup` (the `bench` extra). Speeds are comparable
+only as ratios within one run: the cores here are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "out" / "implicit_peer.json"
+BUILTIN = ("ml-100k", "ml-1m")
+MODELS = ("ours-mf-bpr", "implicit-bpr", "implicit-als")
+FACTORS = 64
+K = 10
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cost_curves  # noqa: E402  (benchmarks/ is no package: its synthetic-log generator and cache)
+
+
+# --------------------------------------------------------------------------- child: one (data, model)
+
+def _rss_now() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def load_split(size: str, seed: int):
+    import distillrec as dr
+    from distillrec.data.readers import stream_interactions
+
+    data = stream_interactions(cost_curves.log_path(size)) if size in cost_curves.SYNTHETIC else dr.load_data(size)
+    return data, dr.split(data, "random", seed=seed)
+
+
+def train_matrix(split):
+    """The train part as a users x items CSR of ones (float32, sorted indices): implicit's input."""
+    import numpy as np
+    import scipy.sparse
+
+    train = split.train
+    matrix = scipy.sparse.csr_matrix(
+        (np.ones(len(train), dtype=np.float32), (train["user"].to_numpy(np.int64), train["item"].to_numpy(np.int64))),
+        shape=(split.n_users, split.n_items))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    matrix.sort_indices()
+    return matrix
+
+
+def run_ours(data, split, epochs: int, threads: int, seed: int) -> dict[str, Any]:
+    from distillrec.evaluation.scoring import model_scorer
+    from distillrec.students.base import model_class
+    from distillrec.train import TrainConfig, Trainer
+
+    # torch's first Optimizer imports torch._dynamo (about 1 s, once per process): a library import,
+    # kept out of the timer as implicit's imports are.
+    import torch._dynamo  # noqa: F401
+
+    model = model_class("mf").build(data, split, seed=seed, dim=FACTORS, rec_loss="bpr")
+    config = TrainConfig(epochs=epochs, batch_size=2048, lr=1e-3, weight_decay=0.0, n_negatives=1,
+                         sampler="uniform", eval_every=epochs, patience=epochs, seed=seed, num_threads=threads)
+    trainer = Trainer(model, split, config, progress=False)  # no run_dir: no checkpoints written
+    started = time.perf_counter()
+    result = trainer.fit()
+    wall = time.perf_counter() - started
+    epoch_s = [record["train_seconds"] for record in result.history]
+    valid_s = sum(record.get("eval_seconds", 0.0) for record in result.history)
+    return {"tool": "distillrec", "epochs": len(epoch_s), "epoch_seconds": epoch_s,
+            "seconds_per_epoch": statistics.fmean(epoch_s), "fit_seconds": wall - valid_s,
+            "validation_seconds": valid_s, "stopped_early": result.stopped_early,
+            "params": {"model": "mf", "dim": FACTORS, "rec_loss": "bpr", **config.model_dump(mode="json")},
+            "scorer": model_scorer(model, split, "test")}
+
+
+def run_implicit(kind: str, split, epochs: int, threads: int, seed: int, als_iterations: int | None) -> dict[str, Any]:
+    import numpy as np
+    import threadpoolctl
+    import torch
+
+    matrix_started = time.perf_counter()
+    matrix = train_matrix(split)
+    matrix_s = time.perf_counter() - matrix_started
+    per_epoch: list[tuple] = []
+    # Import first: implicit loads scipy's own OpenBLAS (its solvers' cython BLAS) and libgomp, and
+    # threadpool_limits only reaches libraries already loaded. implicit warns at construction
+    # when a BLAS is threaded, so the model is built inside the limits too.
+    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        if kind == "bpr":
+            model = BayesianPersonalizedRanking(factors=FACTORS, iterations=epochs, num_threads=threads,
+                                                random_state=seed)
+        else:
+            model = AlternatingLeastSquares(factors=FACTORS, num_threads=threads, random_state=seed,
+                                            **({"iterations": als_iterations} if als_iterations else {}))
+        blas = [{"library": Path(api["filepath"]).name, "num_threads": api["num_threads"]}
+                for api in threadpoolctl.threadpool_info() if api["user_api"] == "blas"]
+        started = time.perf_counter()
+        model.fit(matrix, show_progress=False, callback=lambda *args: per_epoch.append(args))
+        fit_s = time.perf_counter() - started
+    users, items = np.asarray(model.user_factors), np.asarray(model.item_factors)
+    row: dict[str, Any] = {
+        "tool": "implicit " + importlib.metadata.version("implicit"), "epochs": model.iterations,
+        "epoch_seconds": [args[1] for args in per_epoch],  # implicit's callback: (epoch, seconds, ...)
+        "seconds_per_epoch": fit_s / model.iterations, "fit_seconds": fit_s, "matrix_seconds": matrix_s,
+        "blas_during_fit": blas, "factor_shapes": {"user": list(users.shape), "item": list(items.shape)}}
+    if kind == "bpr":
+        # (epoch, seconds, correct, skipped): skipped = samples whose negative was a positive
+        skipped = [args[3] for args in per_epoch]
+        trained_users = np.diff(matrix.indptr) > 0
+        row.update(params={"factors": model.factors, "learning_rate": model.learning_rate,
+                           "regularization": model.regularization, "iterations": model.iterations,
+                           "verify_negative_samples": model.verify_negative_samples,
+                           "num_threads": model.num_threads, "random_state": seed},
+                   samples_per_epoch=matrix.nnz,
+                   skipped_fraction=statistics.fmean(skipped) / matrix.nnz if matrix.nnz else 0.0,
+                   updates_per_epoch=matrix.nnz - statistics.fmean(skipped),
+                   # the bias trick holds: last user column is exactly 1 for every trained user
+                   bias_column_ones=bool(np.all(users[trained_users, -1] == 1.0)))
+    else:
+        row.update(params={"factors": model.factors, "regularization": model.regularization, "alpha": model.alpha,
+                           "iterations": model.iterations, "use_cg": model.use_cg, "use_native": model.use_native,
+                           "num_threads": model.num_threads, "random_state": seed})
+    user_table, item_table = torch.from_numpy(np.ascontiguousarray(users)), torch.from_numpy(np.ascontiguousarray(items))
+    row["scorer"] = lambda batch: user_table[batch] @ item_table.T
+    return row
+
+
+def child(size: str, model: str, epochs: int, threads: int, seed: int, als_iterations: int | None, out: Path) -> None:
+    from distillrec import threads as dr_threads
+
+    dr_threads.apply(threads)  # torch (our training, every side's evaluation) and child-process env
+    import torch
+
+    from distillrec.evaluation.evaluator import Evaluator
+
+    dr_threads.ensure()
+
+    baseline = _rss_now()
+    started = time.perf_counter()
+    data, split = load_split(size, seed)
+    prep_s = time.perf_counter() - started
+    if model == "ours-mf-bpr":
+        row = run_ours(data, split, epochs, threads, seed)
+    else:
+        row = run_implicit(model.removeprefix("implicit-"), split, epochs, threads, seed, als_iterations)
+    scorer = row.pop("scorer")
+    started = time.perf_counter()
+    metrics = Evaluator(split, ks=(K,), metrics=("ndcg", "recall", "hit")).evaluate(scorer, "test")
+    row.update({"data": size, "model": model, "ndcg@10": metrics["ndcg@10"], "recall@10": metrics["recall@10"],
+                "hit@10": metrics["hit@10"], "test_users": metrics["n_users"],
+                "test_eval_seconds": time.perf_counter() - started, "data_prep_seconds": prep_s,
+                "torch_threads": torch.get_num_threads(), "rss_after_imports_bytes": baseline,
+                "split": {"name": "random", "ratios": [0.8, 0.1, 0.1], "seed": seed, "users": split.n_users,
+                          "items": split.n_items, **{part: len(split.part(part)) for part in ("train", "valid", "test")}}})
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(row, default=float))
+    os.replace(tmp, out)
+
+
+# --------------------------------------------------------------------------- parent
+
+def run_child(size: str, model: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """One child process; its peak RSS comes from wait4 on its pid (polled, so --timeout holds)."""
+    result, log = work / f"{size}-{model}.json", work / f"{size}-{model}.log"
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(
+        {"size": size, "model": model, "epochs": args.epochs, "threads": args.threads, "seed": args.seed,
+         "als_iterations": args.als_iterations, "out": str(result)})]
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    with log.open("w") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - started > args.timeout:
+                process.kill()
+                _, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.1)
+    process.returncode = code = os.waitstatus_to_exitcode(status)
+    facts = {"data": size, "model": model, "process_wall_seconds": time.perf_counter() - started,
+             "peak_rss_bytes": usage.ru_maxrss * 1024,  # KiB on Linux
+             "load_avg_before": [round(x, 2) for x in load_before],
+             "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
+    if code != 0 or not result.exists():
+        tail = log.read_text().strip().splitlines()[-15:]
+        why = f"timeout after {args.timeout:.0f} s" if time.perf_counter() - started > args.timeout else f"exit {code}"
+        print(f"[implicit_peer] {size} {model}: {why}\n  " + "\n  ".join(tail), file=sys.stderr, flush=True)
+        return {**facts, "status": why, "log_tail": tail}
+    return {**json.loads(result.read_text()), **facts, "status": "ok"}
+
+
+def comparisons(rows: list[dict]) -> list[dict]:
+    """Per data set: ours s/epoch / implicit BPR s/epoch and NDCG@10 differences (ours minus peer)."""
+    out = []
+    for size in dict.fromkeys(row["data"] for row in rows):
+        by_model = {row["model"]: row for row in rows if row["data"] == size and row["status"] == "ok"}
+        ours = by_model.get("ours-mf-bpr")
+        if ours is None:
+            continue
+        entry: dict[str, Any] = {"data": size}
+        for peer in ("implicit-bpr", "implicit-als"):
+            if peer in by_model:
+                name = peer.removeprefix("implicit-")
+                other = by_model[peer]
+                entry[f"ours_s_per_epoch_over_implicit_{name}"] = ours["seconds_per_epoch"] / other["seconds_per_epoch"]
+                entry[f"ours_fit_s_over_implicit_{name}"] = ours["fit_seconds"] / other["fit_seconds"]
+                entry[f"ndcg@10_ours_minus_implicit_{name}"] = ours["ndcg@10"] - other["ndcg@10"]
+        out.append(entry)
+    return out
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = None
+    return {"cores": os.cpu_count(), "cores_available": affinity, "cpu": cpu, "machine": platform.machine(),
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "torch": version("torch"), "implicit": version("implicit"), "numpy": version("numpy"),
+            "scipy": version("scipy"), "threadpoolctl": version("threadpoolctl"), "threads": threads,
+            # OpenMP's spin-waiting decides how threads fare on busy shared cores (see the README)
+            "env": {name: os.environ.get(name) for name in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "DISTILLREC_THREADS")}}
+
+
+def write_atomic(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(obj, handle, indent=2, default=float)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def table(rows: list[dict]) -> str:
+    header = ("data", "model", "epochs", "s/epoch", "fit s", "NDCG@10", "Recall@10", "peak RSS MB", "note")
+    lines = []
+    for row in rows:
+        if row["status"] != "ok":
+            lines.append((row["data"], row["model"], "-", "-", "-", "-", "-",
+                          f"{row['peak_rss_bytes'] / 2**20:,.0f}", row["status"]))
+            continue
+        note = f"skipped {100 * row['skipped_fraction']:.1f}% of samples" if "skipped_fraction" in row else ""
+        lines.append((row["data"], row["model"], str(row["epochs"]), f"{row['seconds_per_epoch']:.4f}",
+                      f"{row['fit_seconds']:.2f}", f"{row['ndcg@10']:.4f}", f"{row['recall@10']:.4f}",
+                      f"{row['peak_rss_bytes'] / 2**20:,.0f}", note))
+    widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
+    render = lambda cells: "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([render(header), render(["-" * w for w in widths]), *map(render, lines)])
+
+
+def ratio_lines(ratios: list[dict]) -> list[str]:
+    lines = []
+    for entry in ratios:
+        for name in ("bpr", "als"):
+            key = f"ours_s_per_epoch_over_implicit_{name}"
+            if key in entry:
+                lines.append(f"{entry['data']}: ours s/epoch / implicit {name.upper()} s/epoch = {entry[key]:.2f}; "
+                             f"fit s ratio {entry[f'ours_fit_s_over_implicit_{name}']:.2f}; NDCG@10 ours - "
+                             f"implicit {name.upper()} = {entry[f'ndcg@10_ours_minus_implicit_{name}']:+.4f}")
+    return lines
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="ml-1m",
+                        help=f"comma-separated: {', '.join(BUILTIN + tuple(cost_curves.SYNTHETIC))} (default ml-1m)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of both BPR sides (default 20)")
+    parser.add_argument("--als-iterations", type=int, default=None,
+                        help="ALS iterations (default: implicit's own default, 15)")
+    parser.add_argument("--threads", type=int, default=2, help="threads on every side (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="split, init and sampling seed (default 0)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON result (default {DEFAULT_OUT.relative_to(REPO_ROOT)})")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per child process (default 3600)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one (data, model) run as JSON
+    args = parser.parse_args(argv)
+    if args.child is None:
+        sizes = [s for s in args.sizes.split(",") if s]
+        unknown = [s for s in sizes if s not in BUILTIN and s not in cost_curves.SYNTHETIC]
+        if unknown or not sizes:
+            parser.error(f"--sizes: unknown {unknown}; expected some of {BUILTIN + tuple(cost_curves.SYNTHETIC)}")
+        if args.epochs < 1 or args.threads < 1 or (args.als_iterations is not None and args.als_iterations < 1):
+            parser.error("--epochs, --threads and --als-iterations must be positive")
+        args.sizes = sizes
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.child:
+        spec = json.loads(args.child)
+        child(spec["size"], spec["model"], spec["epochs"], spec["threads"], spec["seed"], spec["als_iterations"],
+              Path(spec["out"]))
+        return
+    try:
+        importlib.metadata.version("implicit")
+    except importlib.metadata.PackageNotFoundError:
+        sys.exit("implicit is not installed: run `make bench-setup` (pip install -e '.[bench]' with the pinned torch)")
+    for size in args.sizes:
+        if size in cost_curves.SYNTHETIC:
+            cost_curves.log_path(size)  # generated (once) outside the timed children
+    report: dict[str, Any] = {
+        "command": shlex.join([".venv/bin/python", "benchmarks/implicit_peer.py", *argv]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(args.threads),
+        "settings": {"sizes": args.sizes, "epochs": args.epochs, "als_iterations": args.als_iterations or "implicit default",
+                     "threads": args.threads, "seed": args.seed, "split": "random 8:1:1 per user", "k": K},
+        "rows": [], "comparisons": []}
+    with tempfile.TemporaryDirectory(prefix="implicit-peer-") as tmp:
+        for size in args.sizes:
+            for model in MODELS:
+                print(f"[implicit_peer] {size} {model} ...", flush=True)
+                row = run_child(size, model, args, Path(tmp))
+                report["rows"].append(row)
+                report["comparisons"] = comparisons(report["rows"])
+                write_atomic(args.out, report)  # after every child: an interrupted run keeps its rows
+    print()
+    print(table(report["rows"]))
+    print()
+    for line in ratio_lines(report["comparisons"]):
+        print(line)
+    print(f"\nwrote {args.out}")
+    if any(row["status"] != "ok" for row in report["rows"]):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
