@@ -54,6 +54,17 @@ def test_parse_config_accepts_a_dict():
     assert config.seed == 3 and config.students[0].params == {"dim": 32}
 
 
+def test_compare_names_extra_pairs_of_models_of_the_config():
+    from distillrec.evidence import pairs
+
+    config = parse_config({"teacher": None, "students": [{"name": "a", "model": "mf"}, {"name": "b", "model": "mf"}],
+                           "compare": [["a", "b"]]})
+    assert pairs(config) == [("a", "b")]
+    assert "compare" not in parse_config({"teacher": None}).model_dump()  # unset: dumps as before the key
+    with pytest.raises(DistillrecError, match=r"compare: 'c' is not a model of this config"):
+        parse_config({"teacher": None, "students": [{"name": "a", "model": "mf"}], "compare": [["a", "c"]]})
+
+
 def test_students_may_be_any_registered_model():
     config = parse_config({"students": [{"name": "c", "model": "content", "params": {"text_dim": 32}}]})
     assert config.students[0].model == "content"

@@ -92,7 +92,13 @@ def test_the_aggregate_holds_seeds_summary_and_paired_comparisons(resampled):
     assert rows[1]["splits better"] == "2/2" and " ± " in rows[1]["model ndcg@10"]
     assert len(rows[0]["p (users, Wilcoxon) per split"].split(" / ")) == 2
     activity = activity_rows(metrics)
-    assert len(activity) == 8 and activity[-1]["splits better"] == "2/2"
+    by_user = [r for r in activity if r["grouped by"] == "users' training items"]
+    by_item = [r for r in activity if r["grouped by"] == "items' training interactions"]
+    assert len(by_user) == 8 and by_user[-1]["splits better"] == "2/2"
+    assert by_item and {r["metric"] for r in by_item} == {"recall@10"}
+    # Item quartiles of the test interactions: each holds about a quarter of them.
+    item_groups = teacher["by_item_activity"]
+    assert 2 <= len(item_groups) <= 4 and all(g["n_users"] > 0 for g in item_groups)
 
 
 def test_each_split_pairs_its_models_user_by_user(resampled):

@@ -97,6 +97,9 @@ class ExperimentConfig(_Strict):
     students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig(name="mf")])
     distilled: list[DistilledConfig] = Field(default_factory=list)
     scenario: ScenarioConfig | None = None
+    compare: list[tuple[str, str]] = Field(
+        default_factory=list, description="more (base, model) pairs for the paired tests, beside each distilled "
+                                          "model vs its student and the teacher vs each student")
     tune: TuneConfig | None = Field(None, description="tune each model on validation before its final fit")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (the --threads flag wins; "
                                                         "default: $DISTILLREC_THREADS, else the CPU set's cores)")
@@ -104,8 +107,11 @@ class ExperimentConfig(_Strict):
     @model_serializer(mode="wrap")
     def _dump(self, handler) -> dict:
         data = handler(self)
-        if self.threads is None:  # unset: left out, so dumps and stage keys match runs made before the key
+        # Unset keys are left out, so dumps and stage keys match runs made before the keys existed.
+        if self.threads is None:
             data.pop("threads", None)
+        if not self.compare:
+            data.pop("compare", None)
         return data
 
     @property
@@ -149,6 +155,11 @@ class ExperimentConfig(_Strict):
         if self.scenario is not None and self.scenario.name in ("cold-item", "cold-user") \
                 and self.split.name != self.scenario.name:
             raise ValueError(f"scenario {self.scenario.name!r} needs split name {self.scenario.name!r}")
+        known = set(names) | ({"teacher"} if self.teacher is not None else set())
+        for base, other in self.compare:
+            for name in (base, other):
+                if name not in known:
+                    raise ValueError(f"compare: {name!r} is not a model of this config ({', '.join(sorted(known))})")
         if self.tune is not None:
             self._check_tune(names)
         if len(set(self.split_seeds)) != len(self.split_seeds):

@@ -1,12 +1,15 @@
 """The before/after evidence of a run: which model is compared with which, paired per user on
 each split, paired across split seeds, and broken down by how active users are.
 
-Pairs: every distilled model against its own undistilled student, and the teacher against each
-student; a comparison names the `model` and what it is compared with (`vs`), and "base" and
-"other" hold their values. Per split (`split_comparisons`) the test NDCG@10 of both models is
-paired user by user (Wilcoxon signed-rank and paired t) and split into quartiles of users'
-training interactions; across split seeds (`summarise_splits`) the per-split values are paired
-(t-test) and reported as mean ± std. The values come from each stage's `per_user.parquet`.
+Pairs: every distilled model against its own undistilled student, the teacher against each
+student, and the config's `compare` pairs; a comparison names the `model` and what it is
+compared with (`vs`), and "base" and "other" hold their values. Per split (`split_comparisons`)
+the test NDCG@10 of both models is paired user by user (Wilcoxon signed-rank and paired t) and
+split into quartiles of users' training interactions (`by_activity`); the test interactions'
+hit@10 is paired interaction by interaction and split into quartiles of the items' training
+interactions (`by_item_activity`: each group's value is its recall@10). Across split seeds
+(`summarise_splits`) the per-split values are paired (t-test) and reported as mean ± std. The
+values come from each stage's `per_user.parquet` and `per_interaction.parquet`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from distillrec.config import ExperimentConfig
 from distillrec.evaluation.significance import activity_groups, breakdown, format_p, paired_splits, paired_users
-from distillrec.evaluation.scoring import read_per_user
+from distillrec.evaluation.scoring import read_per_interaction, read_per_user
 
 METRIC = "ndcg@10"
 SUMMARISED = ("ndcg@10", "recall@10", "ndcg@20", "recall@20")
@@ -28,21 +31,31 @@ def pairs(config: ExperimentConfig) -> list[tuple[str, str]]:
     out = [(entry.student, entry.name) for entry in config.distilled]
     if config.teacher is not None:
         out += [(student.name, "teacher") for student in config.students]
-    return out
+    return out + [pair for pair in map(tuple, config.compare) if pair not in out]
+
+#: the two breakdowns: key -> what its quartiles group by
+BREAKDOWNS = {"by_activity": "users' training items", "by_item_activity": "items' training interactions"}
 
 
 def split_comparisons(config: ExperimentConfig, split, model_dirs: dict[str, Path]) -> list[dict]:
     """One row per pair on this split: the paired per-user test and the activity breakdown
     (pairs whose per-user values are missing, e.g. stages cached by an older version, are skipped)."""
     counts = np.bincount(split.train["user"].to_numpy(np.int64), minlength=split.n_users)
+    item_counts = np.bincount(split.train["item"].to_numpy(np.int64), minlength=split.n_items)
     rows = []
     for base, other in pairs(config):
         a, b = (read_per_user(model_dirs[name]) if name in model_dirs else None for name in (base, other))
         if a is None or b is None:
             continue
         groups = activity_groups(counts, a[0])
-        rows.append({"model": other, "vs": base, "metric": f"test {METRIC}", **paired_users(a, b),
-                     "by_activity": breakdown(a[0], a[1], b[0], b[1], groups)})
+        row = {"model": other, "vs": base, "metric": f"test {METRIC}", **paired_users(a, b),
+               "by_activity": breakdown(a[0], a[1], b[0], b[1], groups)}
+        hits = [read_per_interaction(model_dirs[name], split.n_items) for name in (base, other)]
+        if all(h is not None for h in hits):
+            (pairs_a, items, hit_a), (pairs_b, _, hit_b) = hits
+            item_groups = activity_groups(item_counts, items, unit="interaction")
+            row["by_item_activity"] = breakdown(pairs_a, hit_a, pairs_b, hit_b, item_groups)
+        rows.append(row)
     return rows
 
 
@@ -75,7 +88,7 @@ def summarise_splits(config: ExperimentConfig, out: Path, per_split: dict[int, d
                     if (row["vs"], row["model"]) == (base, other)]
         comparisons.append({"model": other, "vs": base, "metric": f"test {METRIC}",
                             **paired_splits(values[base], values[other]), "per_split": per_user,
-                            "by_activity": _mean_breakdown(per_split, seeds, base, other)})
+                            **{key: _mean_breakdown(per_split, seeds, base, other, key) for key in BREAKDOWNS}})
     scenarios = summarise_scenarios(per_split, seeds)
     return {"seeds": seeds, "models": _mean_models(per_split, seeds), "summary": summary, "comparisons": comparisons,
             **({"scenarios": scenarios} if scenarios else {}),
@@ -130,10 +143,12 @@ def _pair_over_splits(row: dict, results: list[dict], seeds: list[int]) -> dict 
             "per_split": [{"seed": s, **c} for s, c in zip(seeds, cells)]}
 
 
-def _mean_breakdown(per_split: dict[int, dict], seeds: list[int], base: str, other: str) -> list[dict]:
-    """Activity quartiles averaged over splits (each split's quartiles come from its own training data)."""
-    tables = [row["by_activity"] for s in seeds for row in per_split[s].get("comparisons", [])
-              if (row["vs"], row["model"]) == (base, other)]
+def _mean_breakdown(per_split: dict[int, dict], seeds: list[int], base: str, other: str,
+                    key: str = "by_activity") -> list[dict]:
+    """Activity quartiles averaged over splits (each split's quartiles come from its own training
+    data), with each quartile's values paired over splits (t-test)."""
+    tables = [row[key] for s in seeds for row in per_split[s].get("comparisons", [])
+              if (row["vs"], row["model"]) == (base, other) and key in row]
     if len(tables) != len(seeds) or len({len(t) for t in tables}) != 1:
         return []
     out = []
@@ -145,7 +160,8 @@ def _mean_breakdown(per_split: dict[int, dict], seeds: list[int], base: str, oth
                     "base": float(np.mean(b)) if b else None, "other": float(np.mean(o)) if o else None,
                     "lift": (float(np.mean(o)) / float(np.mean(b)) - 1) if b and o and np.mean(b) else None,
                     "splits_better": sum(c["other"] > c["base"] for c in cells
-                                         if c["base"] is not None and c["other"] is not None)})
+                                         if c["base"] is not None and c["other"] is not None),
+                    "t_p": paired_splits(b, o)["t_p"] if len(b) == len(o) == len(cells) > 1 else None})
     return out
 
 
@@ -190,15 +206,19 @@ def comparison_rows(metrics: dict) -> list[dict]:
 
 
 def activity_rows(metrics: dict) -> list[dict]:
-    """Each pair's lift within quartiles of users' training interactions."""
+    """Each pair's lift within quartiles of users' training interactions (test NDCG@10) and of
+    items' training interactions (the test interactions' recall@10)."""
     rows = []
     for c in metrics.get("comparisons") or []:
-        for group in c.get("by_activity") or []:
-            rows.append({"model": c["model"], "vs": c["vs"], "users' training items": group["group"],
-                         "users": group["n_users"], "vs value": group["base"], "model value": group["other"],
-                         "lift": _lift(group["lift"]),
-                         **({"splits better": f"{group['splits_better']}/{c['n_splits']}"} if "n_splits" in c
-                            else {"p (Wilcoxon)": format_p(group.get("wilcoxon_p"))})})
+        for key, grouped in BREAKDOWNS.items():
+            for group in c.get(key) or []:
+                rows.append({"model": c["model"], "vs": c["vs"], "grouped by": grouped, "group": group["group"],
+                             "metric": METRIC if key == "by_activity" else "recall@10",
+                             "n": group["n_users"], "vs value": group["base"], "model value": group["other"],
+                             "lift": _lift(group["lift"]),
+                             **({"splits better": f"{group['splits_better']}/{c['n_splits']}",
+                                 "p (splits, paired t)": format_p(group.get("t_p"))} if "n_splits" in c
+                                else {"p (Wilcoxon)": format_p(group.get("wilcoxon_p"))})})
     return rows
 
 

@@ -306,8 +306,8 @@ def _write_summary(out: Path, config: ExperimentConfig, metrics: dict) -> None:
         console.print(rows_table(comparison_rows(metrics), "lifts (paired over split seeds and over users)"
                                  if seeds else "lifts (paired over users)"))
         if seeds:
-            console.print(rows_table(activity_rows(metrics), "lift by users' training interactions "
-                                                             "(quartiles, mean over splits)"))
+            console.print(rows_table(activity_rows(metrics), "lift by users' and by items' training "
+                                                             "interactions (quartiles, mean over splits)"))
     for name, scenario in (metrics.get("scenarios") or {}).items():
         console.print(rows_table(scenario["table"], f"scenario {name}"))
         paired = (scenario.get("details") or {}).get("paired")

@@ -250,3 +250,16 @@ def test_per_user_computes_accuracy_metrics_the_evaluator_was_not_built_with():
 def test_per_user_rejects_what_is_not_an_accuracy_metric_at_a_known_k(metric):
     with pytest.raises(DistillrecError, match=r"accuracy metric 'name@k' with name in .* and k in \(2,\)"):
         Evaluator(SPLIT, ks=(2,)).per_user(scorer, "test", metric)
+
+
+def test_per_interaction_hits_by_hand():
+    evaluator = Evaluator(SPLIT, ks=(1, 3))
+    # test ranking (train + valid masked): user 0 -> 3, 1, 4, 5; user 1 -> 0, 2, 4 (ties, lower
+    # index first); user 2 -> 2, 3, 4, 5 (all tie). Test pairs: (0, 3), (0, 4), (1, 0), (2, 5).
+    users, items, hits = evaluator.per_interaction(scorer, "test", 1)
+    assert users.tolist() == [0, 0, 1, 2] and items.tolist() == [3, 4, 0, 5]
+    assert hits.tolist() == [True, False, True, False]
+    assert evaluator.per_interaction(scorer, "test", 3)[2].tolist() == [True, True, True, False]
+    # Their mean is the micro-averaged recall: 3 of the 4 test interactions are in a top-3.
+    with pytest.raises(DistillrecError, match="per_interaction needs k in"):
+        evaluator.per_interaction(scorer, "test", 10)

@@ -110,6 +110,10 @@ def test_activity_groups_quartiles_from_a_mapping_and_a_user_subset():
     assert [sorted(users[mask].tolist()) for _, mask in groups] == [[0, 1], [2, 3], [4, 5], [6, 7]]
     # a user missing from the mapping (cold) counts 0
     assert [label for label, _ in activity_groups({1: 3}, np.array([0, 1]), n_groups=2)] == ["0 items", "3 items"]
+    # Test interactions grouped by their items' training counts: the unit names what is counted.
+    item_counts = np.array([1, 5, 9])
+    labels = [label for label, _ in activity_groups(item_counts, np.array([0, 0, 1, 2]), n_groups=2, unit="interaction")]
+    assert labels == ["1 interaction", "5–9 interactions"]
 
 
 def test_breakdown_per_group_by_hand():

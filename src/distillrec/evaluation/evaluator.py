@@ -247,6 +247,28 @@ class Evaluator:
                                                    (name,))[0][metric].cpu())
         return evaluated.numpy().astype(np.int64), torch.cat(values).numpy().astype(np.float64)
 
+    def per_interaction(self, scorer: Scorer, part: str = "test", k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(users, items, hit): every (user, item) pair of `part`, and whether the item is in the
+        user's full-ranking top-k (seen items masked). Grouped by item, the hit rate is the
+        item group's recall@k: how often the model puts those items where users see them.
+        Over all pairs, hit.sum() / len(hit) is the micro-averaged recall@k."""
+        if k not in self.ks:
+            raise DistillrecError(f"per_interaction needs k in {self.ks}, got {k}")
+        history, truth = self._part_sets(part)
+        _, evaluated = self._users_with_truth(truth, part, None, False)
+        users, items, hits = [], [], []
+        with torch.no_grad():
+            for start in range(0, len(evaluated), self.batch_size):
+                batch = evaluated[start:start + self.batch_size]
+                _, top_items = self._evaluate_batch(scorer, batch, history, truth, None, ())
+                rows, truth_items = truth.coordinates(batch)
+                top = top_items[:, :k].cpu()
+                users.append(batch[rows])
+                items.append(truth_items)
+                hits.append((top[rows] == truth_items.unsqueeze(1)).any(1))
+        return (torch.cat(users).numpy().astype(np.int64), torch.cat(items).numpy().astype(np.int64),
+                torch.cat(hits).numpy())
+
     def _restricted(self, truth: _UserItemSets, candidates) -> tuple[_UserItemSets, torch.Tensor | None]:
         """(truth within the candidates, mask of the items that are not candidates); both
         unchanged / None when every item is a candidate."""

@@ -15,6 +15,8 @@ from distillrec.errors import DistillrecError
 DEFAULT_KS = (10, 20)
 #: each evaluated user's test NDCG@10, written beside a run's metrics: the paired tests' input.
 PER_USER_FILE = "per_user.parquet"
+#: each test (user, item) pair and whether it was in the user's top-10: the item-side breakdown's input.
+PER_INTERACTION_FILE = "per_interaction.parquet"
 
 
 def baseline_scorer(name: str, split: Split, seed: int):
@@ -89,6 +91,9 @@ def write_per_user(run_dir: Path, evaluator, test_scorer) -> None:
 
     users, values = evaluator.per_user(test_scorer, "test", "ndcg@10")
     artifacts.write_parquet(Path(run_dir) / PER_USER_FILE, pd.DataFrame({"user": users, "ndcg@10": values}))
+    users, items, hits = evaluator.per_interaction(test_scorer, "test", 10)
+    artifacts.write_parquet(Path(run_dir) / PER_INTERACTION_FILE,
+                            pd.DataFrame({"user": users, "item": items, "hit@10": hits}))
 
 
 def read_per_user(run_dir: Path):
@@ -100,3 +105,15 @@ def read_per_user(run_dir: Path):
         return None
     frame = artifacts.read_parquet(path)
     return frame["user"].to_numpy(), frame["ndcg@10"].to_numpy()
+
+
+def read_per_interaction(run_dir: Path, n_items: int):
+    """(pair ids user * n_items + item, item, hit@10 as float) of a run's test pairs, or None."""
+    from distillrec import artifacts
+
+    path = Path(run_dir) / PER_INTERACTION_FILE
+    if not path.exists():
+        return None
+    frame = artifacts.read_parquet(path)
+    items = frame["item"].to_numpy(np.int64)
+    return frame["user"].to_numpy(np.int64) * n_items + items, items, frame["hit@10"].to_numpy(np.float64)

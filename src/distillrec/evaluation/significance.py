@@ -73,7 +73,7 @@ def paired_splits(base: Sequence[float], other: Sequence[float]) -> dict:
 
 
 def activity_groups(train_counts: Mapping[int, int] | np.ndarray, users: np.ndarray,
-                    n_groups: int = 4) -> list[tuple[str, np.ndarray]]:
+                    n_groups: int = 4, unit: str = "item") -> list[tuple[str, np.ndarray]]:
     """[(label, bool mask over `users`)]: the users split by how many training interactions they have.
 
     train_counts: per user, as a mapping (absent users count 0) or an array indexed by user.
@@ -82,7 +82,8 @@ def activity_groups(train_counts: Mapping[int, int] | np.ndarray, users: np.ndar
     their count, as pandas.qcut does. A user's bin depends only on their count, so users
     with the same count always share a group; heavy ties can therefore make bins unequal
     in size or empty, and empty bins are dropped. Labels give the counts actually present,
-    e.g. "16–26 items".
+    e.g. "16–26 items" (`unit` names what is counted). Grouping test interactions by their
+    items' training counts works the same way: pass the items' counts and the pairs' items.
     """
     if n_groups < 1:
         raise DistillrecError(f"n_groups must be >= 1, got {n_groups}")
@@ -100,7 +101,7 @@ def activity_groups(train_counts: Mapping[int, int] | np.ndarray, users: np.ndar
         mask = bins == g
         if mask.any():
             low, high = int(counts[mask].min()), int(counts[mask].max())
-            label = f"{low}–{high} items" if low != high else f"{low} item" + ("" if low == 1 else "s")
+            label = f"{low}–{high} {unit}s" if low != high else f"{low} {unit}" + ("" if low == 1 else "s")
             groups.append((label, mask))
     return groups
 
