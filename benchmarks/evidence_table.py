@@ -58,7 +58,8 @@ def render(run: Path) -> str:
         markdown_table(model_rows(metrics)),
         "Lifts (test NDCG@10; p: paired t over split seeds, Wilcoxon over users per split):\n",
         markdown_table(comparison_rows(metrics)),
-        "By users' training interactions (quartiles; mean over splits):\n",
+        "By users' training interactions (test NDCG@10) and by items' (the test interactions' recall@10);\n"
+        "quartiles, mean over splits:\n",
         markdown_table(activity_rows(metrics)),
         "Tuning (the same number of trials for every model; selected on validation only):\n",
         markdown_table(tuning_rows(metrics)),
