@@ -93,3 +93,72 @@ def test_make_batches_skips_negatives_for_full_catalog_losses():
 def test_sampled_loss_without_negatives_is_rejected():
     with pytest.raises(DistillrecError, match="n_negatives >= 1"):
         make_batches(MatrixFactorization(3, 5, dim=4), TRAIN, 3, 5, n_negatives=0, sampler="uniform")
+
+
+def random_log(n_users, n_items, n, seed):
+    generator = torch.Generator().manual_seed(seed)
+    users = torch.randint(0, n_users, (n,), generator=generator)
+    items = torch.randint(0, n_items, (n,), generator=generator)
+    return interactions(list(zip(users.tolist(), items.tolist())))  # repeated pairs included
+
+
+def reference_sample(log, n_items, distribution, users, n, generator):
+    """The sampler before the hash set: the same draws, membership by searchsorted over the
+    sorted unique (user, item) keys."""
+    keys = torch.unique(torch.tensor(log["user"].to_numpy()) * n_items + torch.tensor(log["item"].to_numpy()))
+    weights = torch.bincount(torch.tensor(log["item"].to_numpy()), minlength=n_items).double()
+
+    def draw(count):
+        if distribution == "uniform":
+            return torch.randint(n_items, (count,), generator=generator)
+        return torch.multinomial(weights, count, replacement=True, generator=generator)
+
+    def positive(u, i):
+        query = u * n_items + i
+        return keys[torch.searchsorted(keys, query).clamp_(max=keys.numel() - 1)] == query
+
+    shape = (*users.shape, n)
+    flat_users = users.unsqueeze(-1).expand(shape).reshape(-1)
+    items = draw(flat_users.numel())
+    todo = torch.nonzero(positive(flat_users, items)).squeeze(1)
+    while todo.numel():
+        items[todo] = draw(todo.numel())
+        todo = todo[positive(flat_users[todo], items[todo])]
+    return items.view(shape)
+
+
+@pytest.fixture(params=["dense", "hash"])
+def lookup(request, monkeypatch):
+    if request.param == "hash":  # force the hash set on a small log
+        monkeypatch.setattr("distillrec.train.batches._DENSE_LOOKUP_CELLS", 0)
+    return request.param
+
+
+def test_membership_matches_brute_force_on_a_random_log(lookup):
+    log = random_log(50, 40, 900, seed=1)
+    sampler = NegativeSampler(log, n_items=40)
+    assert (sampler._dense is None) == (lookup == "hash")
+    seen = set(zip(log["user"], log["item"]))
+    users, items = torch.meshgrid(torch.arange(55), torch.arange(40), indexing="ij")  # users 50-54: unseen
+    expected = torch.tensor([(u, i) in seen for u, i in zip(users.flatten().tolist(), items.flatten().tolist())])
+    assert torch.equal(sampler.is_positive(users, items), expected.view(users.shape))
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "popularity"])
+def test_draws_equal_the_sorted_keys_sampler_for_a_fixed_seed(lookup, distribution):
+    log = random_log(60, 30, 1000, seed=2)  # dense users: many first draws are rejected
+    sampler = NegativeSampler(log, n_items=30, distribution=distribution)
+    users = torch.randint(0, 62, (700,), generator=torch.Generator().manual_seed(5))
+    drawn = sampler.sample(users, 3, torch.Generator().manual_seed(7))
+    expected = reference_sample(log, 30, distribution, users, 3, torch.Generator().manual_seed(7))
+    assert torch.equal(drawn, expected)
+    assert not sampler.is_positive(users.unsqueeze(1).expand(-1, 3), drawn).any()
+
+
+def test_hash_lookup_reports_users_without_any_negative(monkeypatch):
+    monkeypatch.setattr("distillrec.train.batches._DENSE_LOOKUP_CELLS", 0)
+    sampler = NegativeSampler(interactions([(0, 0), (0, 1), (1, 0)]), n_items=2)
+    negatives = sampler.sample(torch.tensor([1, 2]), 50, torch.Generator().manual_seed(0))
+    assert set(negatives[0].tolist()) == {1} and set(negatives[1].tolist()) == {0, 1}  # user 2: no positives
+    with pytest.raises(DistillrecError, match=r"users \[0\]"):
+        sampler.sample(torch.tensor([0, 1]), 1, torch.Generator().manual_seed(0))
