@@ -23,11 +23,16 @@ BPR (peer venv, 1 epoch, 1 thread) on ML-100K and ML-1M, and the 2-process (torc
 1 thread each) vs 1-process time of an MF epoch on ML-1M (scaling efficiency T1 / (2 T2)).
 
     .venv/bin/python benchmarks/cost_curves.py [--sizes ml-100k,ml-1m,10m,50m] [--timeout 900]
-        [--skip-recbole] [--skip-scaling] [--write-md] [--render-only]
+        [--embedding-updates dense|sparse] [--skip-recbole] [--skip-scaling] [--write-md] [--render-only]
 
 Each child is bounded by --timeout seconds; stages finished before a timeout are kept.
-Results: benchmarks/out/cost_curves/*.json; --write-md replaces the generated block of
-BENCHMARKS.md's "Scaling and cost curves" section.
+Results: one file per measurement under benchmarks/out/cost_curves/ (sizes/<size>.json,
+recbole.json, scaling.json; a run replaces only what it measured), merged after every run and
+by --render-only into benchmarks/out/cost_curves.json: {size: {"interactions", "users",
+"items", "mf_epoch_seconds", "mf_epoch_seconds_per_million", "peak_rss_bytes", "status",
+"<stage>_wall_seconds", "<stage>_cpu_seconds", "<stage>_peak_rss_bytes", ...}, "_peers": {...},
+"_meta": {...}}. The tables are rendered from that file alone; --write-md replaces the
+generated block of BENCHMARKS.md's "Scaling and cost curves" section with them.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO_ROOT / "benchmarks" / "out" / "cost_curves"
+SIZES_DIR = OUT_DIR / "sizes"  # one file per measured size: the last measurement of each
+CURVES_JSON = REPO_ROOT / "benchmarks" / "out" / "cost_curves.json"  # what the tables render from
 PEER_PYTHON = REPO_ROOT / "benchmarks" / ".peer-venv" / "bin" / "python"
 PEER_SCRIPT = REPO_ROOT / "benchmarks" / "recbole_peer.py"
 BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
@@ -60,6 +67,10 @@ SYNTHETIC = {"10m": (10_000_000, 70_000, 10_000), "50m": (50_000_000, 350_000, 2
 TEACHER_DIM = 384
 EXPONENT_FROM = 1_000_000
 TOP_K = 100
+# The issue's target: MF epoch seconds per million interactions at the largest completed size
+# within this factor of ML-1M's (the epoch cost grows no faster than the log).
+PER_MILLION_TARGET = 1.5
+REFERENCE_SIZE = "ml-1m"
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -105,7 +116,7 @@ def builtin_log(path: Path, name: str) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from distillrec.experiment import load_dataset
+    from distillrec.data.sources import load_dataset
 
     ds = load_dataset(name)
     inter = ds.interactions
@@ -159,7 +170,7 @@ class PeakRSS:
         self.peak = max(self.peak, self.now())
 
 
-def child(size: str) -> None:
+def child(size: str, embedding_updates: str = "dense") -> None:
     """Run the stages on one log; print one JSON line per finished stage (kept on a timeout)."""
     import torch
 
@@ -167,9 +178,14 @@ def child(size: str) -> None:
     from distillrec.data.readers import stream_interactions
     from distillrec.data.splitting import make_split
     from distillrec.evaluation.evaluator import Evaluator
-    from distillrec.experiment import registered_model
+    from distillrec.students.base import model_class
     from distillrec.teachers.knowledge import top_k_rankings
     from distillrec.train import TrainConfig, Trainer
+
+    # "dense" (the default) is passed only to a TrainConfig that has the field, so this also runs
+    # on one from before embedding updates were an option.
+    update_option = ({"embedding_updates": embedding_updates}
+                     if embedding_updates != "dense" or "embedding_updates" in TrainConfig.model_fields else {})
 
     state: dict = {}
     base = PeakRSS().now()  # after the imports: what any Python + torch process holds
@@ -179,9 +195,8 @@ def child(size: str) -> None:
             started, cpu = time.perf_counter(), time.process_time()
             extra = work() or {}
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        print(json.dumps({"stage": name, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": rss.peak / 2**20,
-                          "rise_mb": (rss.peak - rss.start) / 2**20,
-                          "base_mb": base / 2**20, **extra}), flush=True)
+        print(json.dumps({"stage": name, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_bytes": rss.peak,
+                          "rise_bytes": rss.peak - rss.start, "base_bytes": base, **extra}), flush=True)
 
     def read():
         state["ds"] = stream_interactions(log_path(size))
@@ -196,15 +211,15 @@ def child(size: str) -> None:
         # Trainer.fit up to the end of epoch 1 of 2 (no validation runs after epoch 1; the
         # callback then stops the loop): batch source and sampler set-up plus one epoch.
         split = state["split"]
-        model = registered_model("mf").build(state["ds"], split, seed=0)
+        model = model_class("mf").build(state["ds"], split, seed=0)
         records = []
 
         def stop(record):
             records.append(record)
             raise _FirstEpochDone
 
-        trainer = Trainer(model, split, TrainConfig(epochs=2, eval_every=2, num_threads=1), progress=False,
-                          callbacks=[stop])
+        config = TrainConfig(epochs=2, eval_every=2, num_threads=1, **update_option)
+        trainer = Trainer(model, split, config, progress=False, callbacks=[stop])
         try:
             trainer.fit()
         except _FirstEpochDone:
@@ -214,7 +229,7 @@ def child(size: str) -> None:
     def evaluate():
         # An untrained MF: full-ranking cost does not depend on the weights' values.
         split = state["split"]
-        model = registered_model("mf").build(state["ds"], split, seed=0)
+        model = model_class("mf").build(state["ds"], split, seed=0)
         model.eval()
         model.set_history(split.history("test"))
         with torch.no_grad():
@@ -239,9 +254,9 @@ class _FirstEpochDone(Exception):
     pass
 
 
-def run_child(size: str, timeout: float) -> dict:
+def run_child(size: str, timeout: float, embedding_updates: str = "dense") -> dict:
     log_path(size)  # generated outside the timed child
-    command = [sys.executable, __file__, "--child", size]
+    command = [sys.executable, __file__, "--child", size, "--embedding-updates", embedding_updates]
     started = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -253,9 +268,10 @@ def run_child(size: str, timeout: float) -> dict:
         status = f"timeout after {timeout:.0f} s"
     stages = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     result = {"size": size, "status": status, "wall_s": time.perf_counter() - started,
-              "stages": {s.pop("stage"): s for s in stages}}
+              "embedding_updates": embedding_updates, "stages": {s.pop("stage"): s for s in stages}}
     print(f"[cost_curves] {size}: {status}; " + ", ".join(
-        f"{name} {s['seconds']:.1f} s / {s['peak_rss_mb']:.0f} MB" for name, s in result["stages"].items()), flush=True)
+        f"{name} {s['seconds']:.1f} s / {s['peak_rss_bytes'] / 2**20:.0f} MB"
+        for name, s in result["stages"].items()), flush=True)
     return result
 
 
@@ -277,7 +293,7 @@ def recbole(dataset: str, timeout: float) -> dict:
         report = json.loads(out.read_text())
     return {"dataset": dataset, "status": "ok", "interactions": report["interactions"],
             "data_prep_s": report["data_prep_s"], "mf_epoch_s": report["train_epoch_s_mean"],
-            "evaluate_s": report["test_eval_s"], "peak_rss_mb": report["peak_rss_mb"]}
+            "evaluate_s": report["test_eval_s"], "peak_rss_bytes": round(report["peak_rss_mb"] * 2**20)}
 
 
 def scaling(dataset: str, epochs: int, timeout: float) -> dict:
@@ -306,7 +322,109 @@ def scaling(dataset: str, epochs: int, timeout: float) -> dict:
     return result
 
 
-# --- report ------------------------------------------------------------------------------------
+# --- results: per-measurement files -> cost_curves.json -> tables -------------------------------
+
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON so that a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: os.replace is atomic
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def size_entry(result: dict) -> dict:
+    """One size's row of cost_curves.json, flat, from a child's result (stages it did not
+    finish are None)."""
+    stages = result["stages"]
+    read, mf = stages.get("read", {}), stages.get("mf_epoch")
+    interactions = read.get("interactions")
+    epoch = mf["train_seconds"] if mf else None
+    entry = {"interactions": interactions, "users": read.get("users"), "items": read.get("items"),
+             "train_interactions": stages.get("split", {}).get("train"),
+             "mf_epoch_seconds": epoch,
+             "mf_epoch_seconds_per_million": epoch / (interactions / 1e6) if epoch and interactions else None,
+             "peak_rss_bytes": max((s["peak_rss_bytes"] for s in stages.values()), default=None),
+             "base_rss_bytes": read.get("base_bytes"),
+             "status": result["status"], "embedding_updates": result.get("embedding_updates", "dense"),
+             "wall_seconds": result["wall_s"]}
+    for name in STAGES:
+        stage = stages.get(name, {})
+        entry[f"{name}_wall_seconds"] = stage.get("seconds")
+        entry[f"{name}_cpu_seconds"] = stage.get("cpu_seconds")
+        entry[f"{name}_peak_rss_bytes"] = stage.get("peak_rss_bytes")
+        entry[f"{name}_rise_bytes"] = stage.get("rise_bytes")
+    if stages.get("evaluate", {}).get("ndcg@10") is not None:
+        entry["evaluate_untrained_ndcg@10"] = stages["evaluate"]["ndcg@10"]
+    return entry
+
+
+def _legacy_curves() -> dict[str, dict]:
+    """Per-size results from the single results.json of earlier versions (MB, not bytes)."""
+    legacy = OUT_DIR / "results.json"
+    if not legacy.exists():
+        return {}
+    old = json.loads(legacy.read_text())
+    curves = {}
+    for result in old.get("curves", []):
+        for stage in result["stages"].values():
+            for mb, key in (("peak_rss_mb", "peak_rss_bytes"), ("rise_mb", "rise_bytes"), ("base_mb", "base_bytes")):
+                if mb in stage:
+                    stage[key] = round(stage.pop(mb) * 2**20)
+        curves[result["size"]] = {**result, "command": old.get("command"), "machine": old.get("machine"),
+                                  "measured_at": None}
+    return curves
+
+
+def collect() -> dict:
+    """Merge the per-measurement files (the last measurement of each size and peer) into the
+    shape of cost_curves.json, sizes in order of interactions."""
+    results = _legacy_curves()
+    for path in sorted(SIZES_DIR.glob("*.json")):
+        result = json.loads(path.read_text())
+        results[result["size"]] = result
+    measured = sorted((r for r in results.values() if "read" in r["stages"]),
+                      key=lambda r: r["stages"]["read"]["interactions"])
+    doc: dict = {r["size"]: size_entry(r) for r in measured}
+    peers = {name: json.loads((OUT_DIR / f"{name}.json").read_text())
+             for name in ("recbole", "scaling") if (OUT_DIR / f"{name}.json").exists()}
+    if not peers and (OUT_DIR / "results.json").exists():
+        old = json.loads((OUT_DIR / "results.json").read_text())
+        peers = {name: old[name] for name in ("recbole", "scaling") if old.get(name)}
+        for peer in peers.get("recbole", []):
+            if "peak_rss_mb" in peer:
+                peer["peak_rss_bytes"] = round(peer.pop("peak_rss_mb") * 2**20)
+    doc["_peers"] = peers
+    doc["_meta"] = {
+        "script": "benchmarks/cost_curves.py",
+        "command": sorted({r.get("command") for r in measured if r.get("command")}),
+        "machine": sorted({r.get("machine") for r in measured if r.get("machine")}),
+        "per_size": {r["size"]: {"command": r.get("command"), "machine": r.get("machine"),
+                                 "measured_at": r.get("measured_at")} for r in measured},
+        "torch_threads": 1,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "fields": {"mf_epoch_seconds": "wall seconds of one MF-BPR epoch's training steps, as the Trainer "
+                                       "records them (dim 64, batch 2048)",
+                   "mf_epoch_seconds_per_million": "mf_epoch_seconds / (interactions / 1e6), interactions of "
+                                                   "the whole log",
+                   "peak_rss_bytes": "largest process RSS over the stages (each <stage>_peak_rss_bytes is "
+                                     "that stage's)",
+                   "<stage>_wall_seconds": "wall seconds of the stage (mf_epoch: set-up and the epoch)",
+                   "<stage>_cpu_seconds": "process CPU seconds of the stage",
+                   "<stage>_rise_bytes": "peak RSS of the stage above the RSS at its start",
+                   "base_rss_bytes": "RSS after the imports, before any stage"},
+    }
+    return doc
+
+
+def write_curves() -> dict:
+    """Write cost_curves.json from the per-measurement files and return what was written."""
+    write_json_atomic(CURVES_JSON, collect())
+    return json.loads(CURVES_JSON.read_text())
+
+
+def sizes_of(doc: dict) -> dict[str, dict]:
+    return {size: entry for size, entry in doc.items() if not size.startswith("_")}
+
 
 def growth_exponent(points: list[tuple[float, float]]) -> float | None:
     """Slope b of log(y) = a + b log(x), least squares; None with fewer than 2 points."""
@@ -319,60 +437,85 @@ def growth_exponent(points: list[tuple[float, float]]) -> float | None:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / var if var else None
 
 
-def markdown(results: dict) -> str:
-    curves = [r for r in results["curves"] if "read" in r["stages"]]
-    lines = [f"Command: `{results['command']}`", "",
-             f"Machine: {results['machine']}; 1 torch thread per process; no GPU in this session. "
-             "Times are CPU seconds of the process (wall time on these shared cores ran 2-3x "
+def per_million_ratio(sizes: dict[str, dict]) -> str:
+    """The sentence comparing epoch seconds per million interactions at the largest size with a
+    finished MF epoch to ML-1M's (the issue's target: within PER_MILLION_TARGET x)."""
+    done = [(size, e) for size, e in sizes.items() if e.get("mf_epoch_seconds_per_million")]
+    reference = sizes.get(REFERENCE_SIZE, {}).get("mf_epoch_seconds_per_million")
+    head = "MF epoch seconds per million interactions"
+    if not reference:
+        return f"{head}: no {REFERENCE_SIZE} epoch measured, so no ratio to it."
+    largest, entry = max(done, key=lambda item: item[1]["interactions"])
+    if largest == REFERENCE_SIZE:
+        return f"{head}: {reference:.2f} at {REFERENCE_SIZE}; no larger size finished its epoch, so no ratio."
+    ratio = entry["mf_epoch_seconds_per_million"] / reference
+    verdict = "within" if ratio <= PER_MILLION_TARGET else "outside"
+    return (f"{head}: {entry['mf_epoch_seconds_per_million']:.2f} at {largest} (the largest size whose epoch "
+            f"finished) vs {reference:.2f} at {REFERENCE_SIZE}: **{ratio:.2f}x**, {verdict} the "
+            f"{PER_MILLION_TARGET}x target.")
+
+
+def markdown(doc: dict) -> str:
+    """The BENCHMARKS.md tables, from the contents of cost_curves.json alone."""
+    sizes, meta, peers = sizes_of(doc), doc.get("_meta", {}), doc.get("_peers", {})
+    commands = [c for c in meta.get("command", []) if c]
+    if len(commands) == 1:
+        command_line = f"Command: `{commands[0]}`"
+    else:
+        command_line = "Commands: " + "; ".join(
+            f"{size}: `{m['command']}`" for size, m in meta.get("per_size", {}).items())
+    modes = sorted({e["embedding_updates"] for e in sizes.values()})
+    base = next((e["base_rss_bytes"] for e in sizes.values() if e.get("base_rss_bytes")), None)
+    lines = [command_line, "",
+             f"Machine: {', '.join(meta.get('machine', [])) or '—'}; 1 torch thread per process; no GPU in this "
+             "session. Times are CPU seconds of the process (wall time on these shared cores ran 2-3x "
              "longer while other jobs ran); `mf_epoch` counts the batch-source and sampler set-up "
-             "plus one epoch, and its wall seconds of training steps alone are in the last column. "
-             "Peak MB: process RSS high-water mark while the stage ran (after-imports baseline "
-             f"{curves[0]['stages']['read']['base_mb']:,.0f} MB)." if curves else "", "",
+             f"plus one epoch (embedding updates: {', '.join(modes)}), and its wall seconds of training steps "
+             "alone are in the epoch columns. Peak MB: process RSS high-water mark while the stage ran "
+             f"(after-imports baseline {base / 2**20:,.0f} MB)." if base else "", "",
              "| data | interactions | users | items | " + " | ".join(f"{s} CPU s" for s in STAGES)
-             + " | " + " | ".join(f"{s} peak MB" for s in STAGES) + " | epoch steps wall s | status |",
-             "|---" * (6 + 2 * len(STAGES)) + "|"]
-    for r in curves:
-        read = r["stages"]["read"]
-        cells = [r["size"], f"{read['interactions']:,}", f"{read['users']:,}", f"{read['items']:,}"]
-        for key in ("cpu_seconds", "peak_rss_mb"):
-            for s in STAGES:
-                stage = r["stages"].get(s)
-                cells.append("—" if stage is None else (f"{stage[key]:.2f}" if key == "cpu_seconds"
-                                                        else f"{stage[key]:,.0f}"))
-        epoch = r["stages"].get("mf_epoch", {}).get("train_seconds")
-        cells.append("—" if epoch is None else f"{epoch:.2f}")
-        lines.append("| " + " | ".join(cells) + f" | {r['status']} |")
-    large = [r for r in curves if r["stages"]["read"]["interactions"] >= EXPONENT_FROM]
+             + " | " + " | ".join(f"{s} peak MB" for s in STAGES)
+             + " | epoch steps wall s | epoch s per M interactions | status |",
+             "|---" * (7 + 2 * len(STAGES)) + "|"]
+    for size, e in sizes.items():
+        cells = [size, f"{e['interactions']:,}", f"{e['users']:,}", f"{e['items']:,}"]
+        cells += ["—" if e[f"{s}_cpu_seconds"] is None else f"{e[f'{s}_cpu_seconds']:.2f}" for s in STAGES]
+        cells += ["—" if e[f"{s}_peak_rss_bytes"] is None else f"{e[f'{s}_peak_rss_bytes'] / 2**20:,.0f}"
+                  for s in STAGES]
+        cells.append("—" if e["mf_epoch_seconds"] is None else f"{e['mf_epoch_seconds']:.2f}")
+        per_million = e["mf_epoch_seconds_per_million"]
+        cells.append("—" if per_million is None else f"{per_million:.2f}")
+        lines.append("| " + " | ".join(cells) + f" | {e['status']} |")
+    lines += ["", per_million_ratio(sizes)]
+    large = [e for e in sizes.values() if e["interactions"] >= EXPONENT_FROM]
     lines += ["", "Growth with interactions: least-squares slope b of log cost vs log interactions over "
               f"the rows with at least {EXPONENT_FROM:,} interactions (below that, fixed set-up costs "
               "dominate); b = 1 is linear, and 10x data costs 10^b x:", "",
               "| stage | CPU-time exponent b | time x per 10x data | exponent of peak RSS above the "
               "after-imports baseline |", "|---|---|---|---|"]
     for s in STAGES:
-        xs = [(r["stages"]["read"]["interactions"], r["stages"][s]) for r in large if s in r["stages"]]
-        t = growth_exponent([(x, st["cpu_seconds"]) for x, st in xs])
-        m = growth_exponent([(x, st["peak_rss_mb"] - st["base_mb"]) for x, st in xs])
+        done = [e for e in large if e[f"{s}_cpu_seconds"] is not None]
+        t = growth_exponent([(e["interactions"], e[f"{s}_cpu_seconds"]) for e in done])
+        m = growth_exponent([(e["interactions"], e[f"{s}_peak_rss_bytes"] - e["base_rss_bytes"]) for e in done])
         lines.append(f"| {s} | {'—' if t is None else f'{t:.2f}'} | {'—' if t is None else f'{10 ** t:.1f}'} | "
                      f"{'—' if m is None else f'{m:.2f}'} |")
-    if results.get("recbole"):
+    if peers.get("recbole"):
         lines += ["", "RecBole 1.2.1 BPR beside ours (1 epoch, 1 thread, its own data preparation; "
                   "peak RSS is the whole process):", "",
                   "| data | RecBole data prep s | RecBole epoch s | ours epoch s | epoch ratio RecBole/ours | "
                   "RecBole full eval s | ours full eval s | RecBole peak MB | status |", "|---" * 9 + "|"]
-        ours = {r["size"]: r["stages"] for r in curves}
-        for peer in results["recbole"]:
-            mine = ours.get(peer["dataset"], {})
+        for peer in peers["recbole"]:
+            mine = sizes.get(peer["dataset"], {})
             if peer["status"] != "ok":
                 lines.append(f"| {peer['dataset']} | — | — | — | — | — | — | — | {peer['status']} |")
                 continue
-            epoch = mine.get("mf_epoch", {}).get("train_seconds")
-            evaluation = mine.get("evaluate", {}).get("seconds")
+            epoch, evaluation = mine.get("mf_epoch_seconds"), mine.get("evaluate_wall_seconds")
             ratio = f"{peer['mf_epoch_s'] / epoch:.1f}" if epoch else "—"
             lines.append(f"| {peer['dataset']} | {peer['data_prep_s']:.1f} | {peer['mf_epoch_s']:.2f} | "
                          f"{epoch or 0:.2f} | {ratio} | {peer['evaluate_s']:.2f} | {evaluation or 0:.2f} | "
-                         f"{peer['peak_rss_mb']:,.0f} | ok |")
-    if results.get("scaling"):
-        sc = results["scaling"]
+                         f"{peer['peak_rss_bytes'] / 2**20:,.0f} | ok |")
+    if peers.get("scaling"):
+        sc = peers["scaling"]
         lines += ["", f"2 processes vs 1 (torchrun --standalone, gloo, 1 thread each) on {sc['dataset']}, "
                   f"MF-BPR, mean over {sc['epochs']} epochs of the training steps (rank 0), same global batch:", "",
                   "| 1 process s/epoch | 2 processes s/epoch | speed-up | efficiency | test NDCG@10 1 / 2 |",
@@ -403,38 +546,46 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", default="ml-100k,ml-1m,10m,50m")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per child process")
+    parser.add_argument("--embedding-updates", choices=("dense", "sparse"), default="dense",
+                        help="the mf_epoch stage's TrainConfig.embedding_updates")
     parser.add_argument("--skip-recbole", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--scaling-epochs", type=int, default=2)
     parser.add_argument("--write-md", action="store_true", help="write the tables into BENCHMARKS.md")
     parser.add_argument("--render-only", action="store_true",
-                        help="measure nothing: render the last results.json (with --write-md: into BENCHMARKS.md)")
+                        help="measure nothing: merge the saved results into cost_curves.json and render it "
+                             "(with --write-md: into BENCHMARKS.md)")
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child)
+        child(args.child, args.embedding_updates)
         return
-    if args.render_only:
-        text = markdown(json.loads((OUT_DIR / "results.json").read_text()))
-        print(text)
-        if args.write_md:
-            write_markdown(text)
-        return
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    results = {"command": "python benchmarks/cost_curves.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-               "curves": [run_child(size, args.timeout) for size in args.sizes.split(",")]}
-    if not args.skip_recbole:
-        results["recbole"] = [recbole(name, args.timeout) for name in ("ml-100k", "ml-1m")
-                              if name in args.sizes.split(",")]
-        print(f"[cost_curves] recbole: {results['recbole']}", flush=True)
-    if not args.skip_scaling:
-        results["scaling"] = scaling("ml-1m", args.scaling_epochs, args.timeout)
-        print(f"[cost_curves] scaling: {results['scaling']}", flush=True)
-    (OUT_DIR / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    text = markdown(results)
+    if not args.render_only:
+        measure(args, argv if argv is not None else sys.argv[1:])
+    doc = write_curves()
+    print(f"[cost_curves] wrote {CURVES_JSON}", flush=True)
+    text = markdown(doc)
     print(text)
     if args.write_md:
         write_markdown(text)
+
+
+def measure(args: argparse.Namespace, argv: list[str]) -> None:
+    """Run the children and peers named by args; save each result as it finishes."""
+    command = "python benchmarks/cost_curves.py " + " ".join(argv)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    sizes = args.sizes.split(",")
+    for size in sizes:
+        result = run_child(size, args.timeout, args.embedding_updates)
+        write_json_atomic(SIZES_DIR / f"{size}.json", {
+            **result, "command": command, "machine": machine, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    if not args.skip_recbole:
+        peers = [recbole(name, args.timeout) for name in ("ml-100k", "ml-1m") if name in sizes]
+        print(f"[cost_curves] recbole: {peers}", flush=True)
+        write_json_atomic(OUT_DIR / "recbole.json", peers)
+    if not args.skip_scaling:
+        scaled = scaling("ml-1m", args.scaling_epochs, args.timeout)
+        print(f"[cost_curves] scaling: {scaled}", flush=True)
+        write_json_atomic(OUT_DIR / "scaling.json", scaled)
 
 
 if __name__ == "__main__":
