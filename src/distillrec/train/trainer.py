@@ -38,6 +38,7 @@ from distillrec.evaluation.evaluator import ACCURACY_METRICS, HISTORY_PARTS, Eva
 from distillrec.train import distributed
 from distillrec.train.batches import make_batches
 from distillrec.train.checkpoint import load_latest_checkpoint, save_checkpoint
+from distillrec.train.optim import make_optimizer
 
 if TYPE_CHECKING:
     from distillrec.students.base import Recommender
@@ -63,6 +64,10 @@ class TrainConfig(BaseModel):
     batch_size: int | None = Field(None, ge=1, description="None: the model's default_batch_size")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0, description="AdamW's decoupled decay; 0 gives Adam")
+    embedding_updates: Literal["dense", "sparse"] = Field(
+        "dense", description="sparse: embedding tables take sparse gradients and only the rows in the batch are "
+                             "updated (lazy Adam: moments and decoupled weight decay of a row advance only when "
+                             "the row is in a batch); dense: AdamW on every row every step")
     n_negatives: int = Field(1, ge=0, description="negatives per positive for sampled losses")
     sampler: Literal["uniform", "popularity"] = "uniform"
     metric: str = Field("ndcg@10", description="validation metric for early stopping, higher is better")
@@ -164,8 +169,8 @@ class Trainer:
                                            find_unused_parameters=isinstance(self.extra_loss, nn.Module))
         writes = self.run_dir is not None and distributed.is_main()
         # fused: one kernel for all parameters; several times faster than the default on CPU.
-        optimizer = torch.optim.AdamW(self._trained.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                      fused=True)
+        optimizer = make_optimizer(self._trained, lr=config.lr, weight_decay=config.weight_decay,
+                                   embedding_updates=config.embedding_updates)
         torch.manual_seed(config.seed)  # dropout and any other draw from the global generator
         state = _TrainState()
         best_weights = _clone(model.state_dict())
