@@ -92,6 +92,34 @@ def test_resume_refuses_a_changed_config_but_allows_more_epochs(tmp_path):
     assert [r["epoch"] for r in longer.history] == [1, 2, 3, 4]
 
 
+def test_a_checkpoint_from_before_a_training_option_existed_resumes_at_its_default():
+    from distillrec.train.trainer import _TrainState
+
+    config = TrainConfig(epochs=2, **FAST)
+    saved = _TrainState(epoch=1).to_saved(config)
+    del saved["config"]["embedding_updates"]  # written before the option was added
+    assert _TrainState.from_saved(saved, config).epoch == 1
+    with pytest.raises(DistillrecError, match="embedding_updates: 'dense' -> 'sparse'"):
+        _TrainState.from_saved(saved, TrainConfig(epochs=2, embedding_updates="sparse", **FAST))
+
+
+def test_training_steps_run_with_deterministic_kernels_only():
+    # With several threads, advanced indexing's backward (index_put_ with accumulate: the LM
+    # teacher's history pooling) adds in thread order unless deterministic kernels are on; a
+    # seed then fixed the teacher only on one thread (measured by hand on ML-100K).
+    seen = []
+
+    class Recording(MatrixFactorization):
+        def loss(self, batch):
+            seen.append(torch.are_deterministic_algorithms_enabled())
+            return super().loss(batch)
+
+    model = Recording(N_USERS, N_ITEMS, dim=8, seed=1)
+    Trainer(model, SPLIT, TrainConfig(epochs=1, **FAST), progress=False).fit()
+    assert seen and all(seen)
+    assert not torch.are_deterministic_algorithms_enabled()  # switched back once training is done
+
+
 def test_resume_without_a_run_dir_is_an_error():
     with pytest.raises(DistillrecError, match="run_dir"):
         fit(TrainConfig(epochs=1, **FAST), resume=True)

@@ -17,6 +17,8 @@ torchrun none of this is touched and a run is what it always was.
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -239,16 +241,17 @@ class Trainer:
         started = time.perf_counter()
         bar = progress_bar(source, total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not progress)
         step = 0
-        for step, batch in enumerate(bar, start=1):
-            terms = loss_terms(batch)
-            total = sum(terms.values())
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            for name, value in {"total": total, **terms}.items():
-                sums[name] = sums.get(name, 0.0) + value.detach()
-            if progress and step % 10 == 0:
-                bar.set_postfix(loss=f"{float(sums['total']) / step:.4f}")
+        with _deterministic():
+            for step, batch in enumerate(bar, start=1):
+                terms = loss_terms(batch)
+                total = sum(terms.values())
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                for name, value in {"total": total, **terms}.items():
+                    sums[name] = sums.get(name, 0.0) + value.detach()
+                if progress and step % 10 == 0:
+                    bar.set_postfix(loss=f"{float(sums['total']) / step:.4f}")
         bar.close()
         if distributed.is_distributed():  # the mean over every rank's steps
             names = sorted(sums)
@@ -317,7 +320,9 @@ class _TrainState:
     @classmethod
     def from_saved(cls, saved: dict, config: TrainConfig) -> "_TrainState":
         saved = dict(saved)
-        before = saved.pop("config")
+        # A key the checkpoint lacks was added to TrainConfig later: it trained at the default.
+        defaults = TrainConfig.model_construct().model_dump(mode="json")
+        before = {**defaults, **saved.pop("config")}
         now = config.model_dump(mode="json")
         changed = sorted(k for k in now if k != "epochs" and before.get(k) != now[k])
         if changed:
@@ -325,6 +330,20 @@ class _TrainState:
                                   f"({', '.join(f'{k}: {before.get(k)!r} -> {now[k]!r}' for k in changed)}); "
                                   "only epochs may change, or start a new run_dir")
         return cls(**saved)
+
+
+@contextlib.contextmanager
+def _deterministic():
+    """Deterministic kernels while training: with several threads, the backward of advanced
+    indexing (index_put_ with accumulate, e.g. the LM teacher's history pooling) otherwise adds
+    in a thread-dependent order, so a seed fixed the result only on one thread (measured on
+    the ML-100K LM teacher: no slower)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
