@@ -10,7 +10,7 @@ from distillrec.data.splitting import leave_one_out
 from distillrec.evaluation.evaluator import evaluate
 from distillrec.students.base import MODELS
 from distillrec.students.sasrec import SASRec
-from distillrec.train import TrainConfig, Trainer, history_for
+from distillrec.train import TrainConfig, Trainer
 
 
 def tiny_model(n_users=3, **params):
@@ -111,13 +111,13 @@ def test_sasrec_learns_on_a_slice_of_ml100k():
     model = MODELS.get("sasrec").build(dataset, split, dim=32, n_layers=1, max_len=20, dropout=0.2,
                                        attn_dropout=0.2)
     model.eval()
-    model.set_history(history_for(split, "test"))
+    model.set_history(split.history("test"))
     with torch.no_grad():
         untrained = evaluate(model.score, split, "test")["hit@20"]
     Trainer(model, split, TrainConfig(epochs=10, lr=0.005, batch_size=64, patience=20, num_threads=1),
             progress=False).fit()
     model.eval()
-    model.set_history(history_for(split, "test"))
+    model.set_history(split.history("test"))
     with torch.no_grad():
         trained = evaluate(model.score, split, "test")["hit@20"]
     assert trained > untrained + 0.1

@@ -9,7 +9,7 @@ import torch
 from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
 from distillrec.students.mf import MatrixFactorization
-from distillrec.train import TrainConfig, Trainer, history_for
+from distillrec.train import TrainConfig, Trainer
 from distillrec.train.checkpoint import CHECKPOINTS
 
 N_USERS, N_ITEMS, N_GROUPS = 40, 40, 4
@@ -180,9 +180,9 @@ def test_an_extra_loss_module_is_trained_and_resumed_with_the_model(tmp_path):
     assert torch.equal(resumed.weight, straight.weight)
 
 
-def test_history_for_test_includes_valid_and_revealed():
-    assert len(history_for(SPLIT, "valid")) == len(SPLIT.train)
-    assert len(history_for(SPLIT, "test")) == len(SPLIT.train) + len(SPLIT.valid)
+def test_split_history_of_test_includes_valid_and_revealed():
+    assert len(SPLIT.history("valid")) == len(SPLIT.train)
+    assert len(SPLIT.history("test")) == len(SPLIT.train) + len(SPLIT.valid)
 
 
 def test_config_rejects_a_metric_that_is_not_evaluated():

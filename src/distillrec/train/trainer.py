@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Literal
 
 import numpy as np
-import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
@@ -103,12 +102,6 @@ class TrainResult:
         return asdict(self)
 
 
-def history_for(split: Split, part: str) -> pd.DataFrame:
-    """What a model may see before being evaluated on `part`: the same interactions the
-    evaluator masks (train for valid, train + valid for test, plus revealed cold-user history)."""
-    return split.history(part)  # kept as an alias: Split.history is the one place
-
-
 class Trainer:
     def __init__(self, model: "Recommender", split: Split, config: TrainConfig = TrainConfig(),
                  run_dir: str | Path | None = None, extra_loss: ExtraLoss | None = None, *,
@@ -129,7 +122,7 @@ class Trainer:
         """Full-ranking metrics on the valid part (the model sees the train history).
         Distributed: each rank ranks a share of the users and the means are combined."""
         self.model.eval()
-        self.model.set_history(history_for(self.split, "valid"))
+        self.model.set_history(self.split.history("valid"))
         device = self.device
 
         def scorer(users):
