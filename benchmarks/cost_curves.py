@@ -49,6 +49,8 @@ import threading
 import time
 from pathlib import Path
 
+from distillrec import artifacts
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO_ROOT / "benchmarks" / "out" / "cost_curves"
 SIZES_DIR = OUT_DIR / "sizes"  # one file per measured size: the last measurement of each
@@ -182,11 +184,6 @@ def child(size: str, embedding_updates: str = "dense") -> None:
     from distillrec.teachers.knowledge import top_k_rankings
     from distillrec.train import TrainConfig, Trainer
 
-    # "dense" (the default) is passed only to a TrainConfig that has the field, so this also runs
-    # on one from before embedding updates were an option.
-    update_option = ({"embedding_updates": embedding_updates}
-                     if embedding_updates != "dense" or "embedding_updates" in TrainConfig.model_fields else {})
-
     state: dict = {}
     base = PeakRSS().now()  # after the imports: what any Python + torch process holds
 
@@ -218,7 +215,7 @@ def child(size: str, embedding_updates: str = "dense") -> None:
             records.append(record)
             raise _FirstEpochDone
 
-        config = TrainConfig(epochs=2, eval_every=2, num_threads=1, **update_option)
+        config = TrainConfig(epochs=2, eval_every=2, num_threads=1, embedding_updates=embedding_updates)
         trainer = Trainer(model, split, config, progress=False, callbacks=[stop])
         try:
             trainer.fit()
@@ -324,14 +321,6 @@ def scaling(dataset: str, epochs: int, timeout: float) -> dict:
 
 # --- results: per-measurement files -> cost_curves.json -> tables -------------------------------
 
-def write_json_atomic(path: Path, data) -> None:
-    """Write JSON so that a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same directory: os.replace is atomic
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def size_entry(result: dict) -> dict:
     """One size's row of cost_curves.json, flat, from a child's result (stages it did not
     finish are None)."""
@@ -358,27 +347,10 @@ def size_entry(result: dict) -> dict:
     return entry
 
 
-def _legacy_curves() -> dict[str, dict]:
-    """Per-size results from the single results.json of earlier versions (MB, not bytes)."""
-    legacy = OUT_DIR / "results.json"
-    if not legacy.exists():
-        return {}
-    old = json.loads(legacy.read_text())
-    curves = {}
-    for result in old.get("curves", []):
-        for stage in result["stages"].values():
-            for mb, key in (("peak_rss_mb", "peak_rss_bytes"), ("rise_mb", "rise_bytes"), ("base_mb", "base_bytes")):
-                if mb in stage:
-                    stage[key] = round(stage.pop(mb) * 2**20)
-        curves[result["size"]] = {**result, "command": old.get("command"), "machine": old.get("machine"),
-                                  "measured_at": None}
-    return curves
-
-
 def collect() -> dict:
     """Merge the per-measurement files (the last measurement of each size and peer) into the
     shape of cost_curves.json, sizes in order of interactions."""
-    results = _legacy_curves()
+    results = {}
     for path in sorted(SIZES_DIR.glob("*.json")):
         result = json.loads(path.read_text())
         results[result["size"]] = result
@@ -387,12 +359,6 @@ def collect() -> dict:
     doc: dict = {r["size"]: size_entry(r) for r in measured}
     peers = {name: json.loads((OUT_DIR / f"{name}.json").read_text())
              for name in ("recbole", "scaling") if (OUT_DIR / f"{name}.json").exists()}
-    if not peers and (OUT_DIR / "results.json").exists():
-        old = json.loads((OUT_DIR / "results.json").read_text())
-        peers = {name: old[name] for name in ("recbole", "scaling") if old.get(name)}
-        for peer in peers.get("recbole", []):
-            if "peak_rss_mb" in peer:
-                peer["peak_rss_bytes"] = round(peer.pop("peak_rss_mb") * 2**20)
     doc["_peers"] = peers
     doc["_meta"] = {
         "script": "benchmarks/cost_curves.py",
@@ -418,7 +384,7 @@ def collect() -> dict:
 
 def write_curves() -> dict:
     """Write cost_curves.json from the per-measurement files and return what was written."""
-    write_json_atomic(CURVES_JSON, collect())
+    artifacts.write_json(CURVES_JSON, collect())
     return json.loads(CURVES_JSON.read_text())
 
 
@@ -576,16 +542,16 @@ def measure(args: argparse.Namespace, argv: list[str]) -> None:
     sizes = args.sizes.split(",")
     for size in sizes:
         result = run_child(size, args.timeout, args.embedding_updates)
-        write_json_atomic(SIZES_DIR / f"{size}.json", {
+        artifacts.write_json(SIZES_DIR / f"{size}.json", {
             **result, "command": command, "machine": machine, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     if not args.skip_recbole:
         peers = [recbole(name, args.timeout) for name in ("ml-100k", "ml-1m") if name in sizes]
         print(f"[cost_curves] recbole: {peers}", flush=True)
-        write_json_atomic(OUT_DIR / "recbole.json", peers)
+        artifacts.write_json(OUT_DIR / "recbole.json", peers)
     if not args.skip_scaling:
         scaled = scaling("ml-1m", args.scaling_epochs, args.timeout)
         print(f"[cost_curves] scaling: {scaled}", flush=True)
-        write_json_atomic(OUT_DIR / "scaling.json", scaled)
+        artifacts.write_json(OUT_DIR / "scaling.json", scaled)
 
 
 if __name__ == "__main__":

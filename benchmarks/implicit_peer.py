@@ -72,6 +72,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from distillrec import artifacts
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "out" / "implicit_peer.json"
 BUILTIN = ("ml-100k", "ml-1m")
@@ -220,9 +222,7 @@ def child(size: str, model: str, epochs: int, threads: int, seed: int, als_itera
                 "torch_threads": torch.get_num_threads(), "rss_after_imports_bytes": baseline,
                 "split": {"name": "random", "ratios": [0.8, 0.1, 0.1], "seed": seed, "users": split.n_users,
                           "items": split.n_items, **{part: len(split.part(part)) for part in ("train", "valid", "test")}}})
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(row, default=float))
-    os.replace(tmp, out)
+    artifacts.write_json(out, row)
 
 
 # --------------------------------------------------------------------------- parent
@@ -298,15 +298,6 @@ def machine_info(threads: int) -> dict[str, Any]:
             "scipy": version("scipy"), "threadpoolctl": version("threadpoolctl"), "threads": threads,
             # OpenMP's spin-waiting decides how threads fare on busy shared cores (see the README)
             "env": {name: os.environ.get(name) for name in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "DISTILLREC_THREADS")}}
-
-
-def write_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(obj, handle, indent=2, default=float)
-        handle.write("\n")
-    os.replace(tmp, path)
 
 
 def table(rows: list[dict]) -> str:
@@ -390,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
                 row = run_child(size, model, args, Path(tmp))
                 report["rows"].append(row)
                 report["comparisons"] = comparisons(report["rows"])
-                write_atomic(args.out, report)  # after every child: an interrupted run keeps its rows
+                artifacts.write_json(args.out, report)  # after every child: an interrupted run keeps its rows
     print()
     print(table(report["rows"]))
     print()

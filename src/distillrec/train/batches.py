@@ -49,13 +49,13 @@ class NegativeSampler:
         self.distribution = distribution
         self._device = users.device
         keys = users * n_items + items  # (user, item) keys; repeats of a pair are harmless
-        self._dense, self._positive_keys = None, None
+        self._dense, self._positive_set = None, None
         n_users = int(users.max()) + 1 if users.numel() else 0
         if n_users * n_items <= _DENSE_LOOKUP_CELLS:
             self._dense = torch.zeros(n_users * n_items + 1, dtype=torch.bool, device=self._device)
             self._dense[keys] = True
         else:
-            self._positive_keys = KeySet(keys)
+            self._positive_set = KeySet(keys)
         if distribution == "popularity":
             self._weights = torch.bincount(items, minlength=n_items).double()
         elif distribution != "uniform":
@@ -83,7 +83,7 @@ class NegativeSampler:
             # Users beyond the training set (no positives) map to the always-False last cell.
             return self._dense[keys.clamp(max=self._dense.numel() - 1)]
         # Users beyond the training set give keys no training pair has: never members.
-        return self._positive_keys.contains(keys)
+        return self._positive_set.contains(keys)
 
     def _draw(self, count: int, generator: torch.Generator) -> torch.Tensor:
         if self.distribution == "uniform":
