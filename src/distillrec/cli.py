@@ -207,9 +207,9 @@ def _parse_params(items: list[str], option: str) -> dict:
 
 @app.command("train")
 def train_cmd(
-    model: str = typer.Option(..., "--model", help="Student to train: mf | two-tower | sasrec."),
+    model: str = typer.Option(..., "--model", help="Student to train: mf | two-tower | sasrec | gru4rec."),
     dataset: str = typer.Option("ml-100k", "--dataset", help=DATASET_HELP),
-    split: str = typer.Option("random", "--split", help="random | temporal | loo | cold-user | cold-item (sasrec: loo)."),
+    split: str = typer.Option("random", "--split", help="random | temporal | loo | cold-user | cold-item (sasrec, gru4rec: loo)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the initial weights and the batches."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Embedding dimension (default 64)."),
     loss: Optional[str] = typer.Option(None, "--loss", help="bpr | sampled-softmax | softmax (default: the model's)."),
@@ -263,7 +263,7 @@ def _parse_ints(text: str, option: str) -> list[int]:
 
 # Options `distill` and `ablate` share (typer reads an option's declaration; it does not change it).
 TEACHER_RUN_OPTION = typer.Option(..., "--teacher", help="Teacher run directory (a trained teacher plus knowledge/).")
-STUDENT_OPTION = typer.Option("mf", "--student", help="Student: mf | two-tower | sasrec.")
+STUDENT_OPTION = typer.Option("mf", "--student", help="Student: mf | two-tower | sasrec | gru4rec.")
 TRAIN_OPTIONS_OPTION = typer.Option([], "--train-option", help="Other training options, KEY=VALUE (repeatable).")
 
 

@@ -46,7 +46,7 @@ class TeacherConfig(_Strict):
 
 class StudentConfig(_Strict):
     name: str
-    model: str = Field("mf", description="registered model (mf, two-tower, sasrec, content ...), "
+    model: str = Field("mf", description="registered model (mf, two-tower, sasrec, gru4rec, content ...), "
                                          "checked with its params when the config is loaded")
     params: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
