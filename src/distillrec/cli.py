@@ -367,6 +367,8 @@ def teacher_fit(
     dataset: str = typer.Option("ml-100k", "--dataset", help=DATASET_HELP),
     split: str = typer.Option("random", "--split", help="random | temporal | loo | cold-user | cold-item."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split, the initial weights and the batches."),
+    model: str = typer.Option("lm-teacher", "--model", help="Teacher: lm-teacher (pools the history) | "
+                              "lm-seq-teacher (causal self-attention over it, for --split loo) | ease."),
     mode: Optional[str] = typer.Option(None, "--mode", help="Language model: frozen (+ adapter, default) | lora | "
                                        "adalora | full."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Hugging Face model name or folder (default MiniLM)."),
@@ -394,7 +396,8 @@ def teacher_fit(
     for key, value in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size)):
         if value is not None:
             train_params[key] = value
-    run_dir, metrics = commands.fit_teacher(dataset=dataset, split_name=split, seed=seed, model_params=model_params,
+    run_dir, metrics = commands.fit_teacher(model=model, dataset=dataset, split_name=split, seed=seed,
+                                            model_params=model_params,
                                             train_params=train_params, out=out, resume=resume)
     console.print(metrics_table(metrics["models"], title=f"teacher · {dataset} · {split} split · test"))
     if extract:

@@ -37,7 +37,7 @@ MODELS: Registry[type["Recommender"]] = Registry("model")
 #: modules whose import registers models, in the order `model_class` tries them: students are
 #: cheap; teachers load transformers, so only when a name is not found before them.
 MODEL_MODULES = ("distillrec.students", "distillrec.teachers.models", "distillrec.teachers.ease",
-                 "distillrec.teachers.ensemble")
+                 "distillrec.teachers.ensemble", "distillrec.teachers.sequential")
 _USER_CHUNK = 1024  # users encoded at once by `representations`
 
 

@@ -69,11 +69,12 @@ def encode_dataset(dataset: str, out: str | os.PathLike, *, model: str | None = 
     return record
 
 
-def fit_teacher(*, dataset: str, split_name: str, seed: int, model_params: dict, train_params: dict,
+def fit_teacher(*, model: str = TEACHER_MODEL, dataset: str, split_name: str, seed: int, model_params: dict, train_params: dict,
                 out: str | os.PathLike | None, resume: bool = False, progress: bool = True) -> tuple[Path, dict]:
-    """Fit the LM-enhanced teacher on the split's training part through the one loop and write
-    a run directory whose model has role "teacher" (metrics.json in the shared shape)."""
-    return experiment.train_model(TEACHER_MODEL, dataset=dataset, split_name=split_name, seed=seed,
+    """Fit a teacher (`model`, the LM-enhanced one by default) on the split's training part
+    through the one loop and write a run directory whose model has role "teacher"
+    (metrics.json in the shared shape)."""
+    return experiment.train_model(model, dataset=dataset, split_name=split_name, seed=seed,
                                   model_params=model_params, train_params=train_params, out=out, resume=resume,
                                   progress=progress, role="teacher")
 
