@@ -2,19 +2,24 @@
 
 Protocol (split `cold-item`): the held-out items have no training interaction; half of them
 are new at validation, the other half at test time. On the test part each model is scored
-three ways, all with Recall@K and NDCG@K:
+four ways, all with Recall@K and NDCG@K (ALDI's cold / warm / all settings, plus catalog):
   cold     ranking within the test's cold items (ground truth: interactions with them);
   catalog  ranking over the full catalog, ground truth still the cold-item interactions only
            (can a new item beat the warm items a user would otherwise get?);
   warm     the warm test interactions ranked within the warm items: what the same model does
-           for the items it was trained on, so a cold-start gain paid for on warm is visible.
-Models: popularity; the content student (students/content.py) without and with feature
-distillation from the teacher's item representations; the teacher with its language model.
-Plus the per-item encoding cost of a new item: the content student's `encode_items` against
-the language model encoding the item text, both on 1 thread, batches of the same size.
+           for the items it was trained on, so a cold-start gain paid for on warm is visible;
+  all      every test interaction (warm and cold items alike) ranked over the full catalog,
+           new and old items together: the mixed catalogue a deployed model serves.
+Models: popularity; text-kNN (evaluation/text_knn.py: item-kNN over the teacher's language-model
+text embeddings, the training-free content baseline); the content student (students/content.py)
+without and with feature distillation from the teacher's item representations; the teacher
+with its language model. Plus the per-item encoding cost of a new item: the content student's
+`encode_items` against the language model encoding the item text (which text-kNN needs too),
+both on 1 thread, batches of the same size.
 
 The students are trained per seed; the teacher is the pipeline's (seed-0) teacher stage,
-shared by all seeds, so its row and popularity's have no spread across seeds.
+shared by all seeds, so its row, text-kNN's (its text embeddings) and popularity's have no
+spread across seeds.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ DEFAULT_TRAIN: dict[str, Any] = {"epochs": 20, "patience": 3, "lr": 0.003, "batc
 #: feature KD on the items: the batch's positive (warm) items against the teacher's item vectors.
 DEFAULT_KD: dict[str, Any] = {"feature": {"weight": 1.0, "kind": "cosine", "on": "item"}}
 UNDISTILLED, DISTILLED, TEACHER = "content", "content-kd", "teacher (language model)"
+TEXT_KNN = "text-kNN (language model)"
+#: nearest items kept per history item by text-kNN unless the params' text_knn_neighbours says otherwise.
+DEFAULT_TEXT_KNN_NEIGHBOURS = 50
 
 
 # --------------------------------------------------------------------------- shared with cold_user
@@ -114,7 +122,7 @@ def cold_item_sets(split: Split) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ColdItemProtocol:
-    """The three test rankings of the module docstring, for any scorer (users -> [B, n_items])."""
+    """The four test rankings of the module docstring, for any scorer (users -> [B, n_items])."""
 
     def __init__(self, split: Split, ks: tuple[int, ...] = (20,)):
         from distillrec.evaluation.evaluator import Evaluator
@@ -122,19 +130,21 @@ class ColdItemProtocol:
         self.test_cold, self.warm = cold_item_sets(split)
         cold_truth = replace(split, test=split.test[split.test["item"].isin(split.cold_items)].reset_index(drop=True))
         self.ks = ks
-        self._all = Evaluator(split, ks=ks)
+        self._test_truth = Evaluator(split, ks=ks)  # every test interaction; candidates restrict it
         self._cold_truth = Evaluator(cold_truth, ks=ks)
 
     def evaluate(self, scorer: Callable) -> dict[str, float]:
-        results = {"cold": self._all.evaluate(scorer, "test", candidates=self.test_cold),
+        """{"<ranking> <recall|ndcg>@k"} for the rankings cold, catalog, warm and all."""
+        results = {"cold": self._test_truth.evaluate(scorer, "test", candidates=self.test_cold),
                    "catalog": self._cold_truth.evaluate(scorer, "test"),
-                   "warm": self._all.evaluate(scorer, "test", candidates=self.warm)}
+                   "warm": self._test_truth.evaluate(scorer, "test", candidates=self.warm),
+                   "all": self._test_truth.evaluate(scorer, "test")}
         return {f"{where} {metric}@{k}": results[where][f"{metric}@{k}"]
                 for where in results for k in self.ks for metric in ("recall", "ndcg")}
 
     def per_user_cold(self, scorer: Callable) -> tuple[np.ndarray, np.ndarray]:
         """(users, NDCG@k within the test's cold items) for paired tests between models."""
-        return self._all.per_user(scorer, "test", f"ndcg@{self.ks[0]}", candidates=self.test_cold)
+        return self._test_truth.per_user(scorer, "test", f"ndcg@{self.ks[0]}", candidates=self.test_cold)
 
 
 # --------------------------------------------------------------------------- encoding cost
@@ -176,6 +186,7 @@ def encoding_speed(model, items, template: str, encoder: str | None, n: int, bat
 def run(context: ScenarioContext) -> ScenarioResult:
     from distillrec.evaluation.baselines import PopularityScorer
     from distillrec.evaluation.scoring import model_scorer
+    from distillrec.evaluation.text_knn import TextKNNScorer
 
     params = context.params
     teacher = teacher_run(context)
@@ -185,18 +196,24 @@ def run(context: ScenarioContext) -> ScenarioResult:
 
     teacher_model = runs.load_model(teacher.path, dataset=teacher.dataset, split=split)
     teacher_scorer = model_scorer(teacher_model, split, "test")
+    if getattr(teacher_model, "text_embeddings", None) is None:
+        raise DistillrecError("the cold-item scenario's text-kNN needs the teacher's text embeddings; "
+                              f"{type(teacher_model).__name__} has no `text_embeddings`")
+    n_neighbours = int(params.get("text_knn_neighbours", DEFAULT_TEXT_KNN_NEIGHBOURS))
+    knn_scorer = TextKNNScorer(teacher_model.text_embeddings, split.history("test"), k_neighbours=n_neighbours)
     per_seed = {"popularity": [protocol.evaluate(PopularityScorer(split))],
+                TEXT_KNN: [protocol.evaluate(knn_scorer)],
                 TEACHER: [protocol.evaluate(teacher_scorer)]}
     for label, models in students.items():
         per_seed[label] = [protocol.evaluate(model_scorer(model, split, "test")) for model in models]
     table = [summarise(label, values) for label, values in per_seed.items()]
-    per_user = {TEACHER: protocol.per_user_cold(teacher_scorer)}
+    per_user = {TEACHER: protocol.per_user_cold(teacher_scorer), TEXT_KNN: protocol.per_user_cold(knn_scorer)}
     for label, models in students.items():  # each user's value averaged over the student seeds
         values = [protocol.per_user_cold(model_scorer(model, split, "test")) for model in models]
         per_user[label] = (values[0][0], np.mean([v for _, v in values], axis=0))
     paired = [{"model": other, "vs": base, "metric": f"test cold ndcg@{protocol.ks[0]}",
                **paired_users(per_user[base], per_user[other])}
-              for base, other in ((UNDISTILLED, DISTILLED), (TEACHER, DISTILLED))]
+              for base, other in ((UNDISTILLED, DISTILLED), (TEACHER, DISTILLED), (TEXT_KNN, DISTILLED))]
 
     teacher_params = context.config.teacher.params
     speed = encoding_speed(students[DISTILLED][0], teacher.dataset.items,
@@ -205,7 +222,7 @@ def run(context: ScenarioContext) -> ScenarioResult:
     for row in table:
         if row["model"] in (UNDISTILLED, DISTILLED):
             row["items/s (1 thread)"] = speed["student_items_per_s"]
-        elif row["model"].startswith("teacher"):
+        elif row["model"] in (TEACHER, TEXT_KNN):  # both encode a new item with the language model
             row["items/s (1 thread)"] = speed["lm_items_per_s"]
 
     rows = {row["model"]: row for row in table}
@@ -216,13 +233,18 @@ def run(context: ScenarioContext) -> ScenarioResult:
     details = {"per_seed": per_seed, "encoding": speed, "seeds": context.seeds,
                "n_test_cold_items": int(len(protocol.test_cold)), "n_warm_items": int(len(protocol.warm)),
                "distilled_cold_ndcg_share_of_teacher": share, "distilled_warm_ndcg_change": warm_change,
-               "paired": paired, "kd": params.get("kd", DEFAULT_KD)}
-    notes = (f"Cold-item split: {len(protocol.test_cold)} test items never seen in training. 'cold': ranked "
-             f"within them; 'catalog': over all {split.n_items} items (truth: cold-item interactions); "
-             f"'warm': warm test interactions within the {len(protocol.warm)} warm items. Students: "
-             f"mean ± std over seeds {context.seeds}; the split's teacher (shared) and popularity "
-             f"do not vary. Distilled content student: cold NDCG@{k} = {100 * share:.0f}% of the teacher's "
+               "paired": paired, "kd": params.get("kd", DEFAULT_KD), "text_knn_neighbours": n_neighbours}
+    vs_knn = paired[2]
+    notes = (f"Cold-item split: {len(protocol.test_cold)} test items never seen in training. Four rankings: "
+             f"'cold': within them; 'catalog': over all {split.n_items} items (truth: cold-item interactions); "
+             f"'warm': warm test interactions within the {len(protocol.warm)} warm items; 'all': every test "
+             f"interaction over all {split.n_items} items, new and old together. Students: mean ± std over "
+             f"seeds {context.seeds}; the split's teacher (shared), text-kNN ({n_neighbours} text neighbours "
+             f"per history item, the teacher's text embeddings) and popularity do not vary. Distilled content "
+             f"student: cold NDCG@{k} = {100 * share:.0f}% of the teacher's "
              f"(paired over {paired[1]['n_users']} users: Wilcoxon p = {format_p(paired[1]['wilcoxon_p'])}), "
+             f"against text-kNN {vs_knn['other']:.4f} vs {vs_knn['base']:.4f} "
+             f"(Wilcoxon p = {format_p(vs_knn['wilcoxon_p'])}); "
              f"warm NDCG@{k} {100 * warm_change:+.1f}% vs undistilled; encodes a new item "
              f"{speed['speedup']:.0f}x faster than the language model (1 thread).")
     return ScenarioResult(table=table, notes=notes, details=details)
