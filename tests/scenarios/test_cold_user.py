@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -14,7 +15,9 @@ from distillrec.data.splitting import make_split
 from distillrec.errors import DistillrecError
 from distillrec.evaluation.evaluator import Evaluator
 from distillrec.scenarios import SCENARIOS, ScenarioContext
-from distillrec.scenarios.cold_user import check_protocol, first_revealed, shown_history
+from distillrec.scenarios.cold_user import (BLEND, PROFILE_POPULARITY, SELECTED_ON, blend_scorer, check_protocol,
+                                            evaluate_cold_users, first_revealed, model_factory, shown_history,
+                                            zscore)
 
 STUDENT = {"model": {"dim": 8, "text_dim": 8, "buckets": 512, "feature_dim": 4, "hidden": 16},
            "train": {"epochs": 2, "batch_size": 64}, "ks": [0, 1, 3]}
@@ -48,8 +51,10 @@ def test_revealed_interactions_are_history_never_ground_truth(cold_users):
 
 def test_broken_protocols_are_refused(cold_users):
     ds, split = cold_users
-    with pytest.raises(DistillrecError, match="ks must be integers in 0..reveal=3"):
+    with pytest.raises(DistillrecError, match=r"reveals only reveal=3 .* reveal >= max\(ks\) = 5"):
         check_protocol(split, (0, 5))
+    with pytest.raises(DistillrecError, match="ks must be integers >= 0"):
+        check_protocol(split, (0, -1))
     leaked = replace(split, test=pd.concat([split.test, split.revealed.iloc[:1]], ignore_index=True))
     with pytest.raises(DistillrecError, match="revealed interaction is also ground truth in 'test'"):
         check_protocol(leaked, (0, 1))
@@ -67,10 +72,68 @@ def test_scenario_end_to_end_without_the_cold_users_teacher_vectors(cold_users, 
                               out=tmp_path / "scenario", progress=False)
     result = SCENARIOS.get("cold-user")(context)
     rows = {row["model"]: row for row in result.table}
-    assert list(rows) == ["popularity", "teacher (language model)", "content", "content-kd"]
+    assert list(rows) == ["popularity", PROFILE_POPULARITY, "teacher (language model)", "content", "content-kd",
+                          BLEND]
     for row in rows.values():
         for k in (0, 1, 3):
             assert 0.0 <= row[f"ndcg@10 k={k}"] <= 1.0 and row[f"ndcg@10 k={k} std"] >= 0.0
-    # Popularity sees no history: the same at every k.
-    assert rows["popularity"]["ndcg@10 k=0"] == rows["popularity"]["ndcg@10 k=3"]
+    # Both popularities see no history: the same at every k.
+    for label in ("popularity", PROFILE_POPULARITY):
+        assert rows[label]["ndcg@10 k=0"] == rows[label]["ndcg@10 k=3"]
     assert set(result.details["distilled_lift"]) == {"0", "1", "3"}
+    details = result.details
+    assert details["selected_on"] == SELECTED_ON and details["selected"]["profile_columns"]
+    assert {k: len(w) for k, w in details["selected"]["blend_weight"].items()} == {"0": 2, "1": 2, "3": 2}
+
+
+class MeanOfHistory:
+    """A stand-in model that reads its history: a user's vector is the mean of its shown items'
+    fixed random vectors (zero without history), scored by dot product."""
+
+    def __init__(self, n_users: int, n_items: int, seed: int):
+        self.items = torch.randn(n_items, 4, generator=torch.Generator().manual_seed(seed))
+        self.n_users, self.users = n_users, torch.zeros(n_users, 4)
+
+    def eval(self):
+        return self
+
+    def set_history(self, history: pd.DataFrame) -> None:
+        user, item = (torch.from_numpy(history[c].to_numpy(np.int64, copy=True)) for c in ("user", "item"))
+        counts = torch.bincount(user, minlength=self.n_users).clamp(min=1).unsqueeze(1).float()
+        self.users = torch.zeros(self.n_users, 4).index_add_(0, user, self.items[item]) / counts
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        return self.users[users] @ self.items.T
+
+
+def test_every_choice_is_made_on_valid_users_never_on_test(cold_users):
+    ds, split = cold_users
+    rng = np.random.default_rng(1)
+    # Garbage ground truth: every test row gets a random item (none of them a revealed pair).
+    garbage = split.test.assign(item=rng.integers(0, split.n_items, len(split.test)))
+    revealed = set(zip(split.revealed["user"], split.revealed["item"]))
+    garbage = garbage[[pair not in revealed for pair in zip(garbage["user"], garbage["item"])]]
+    assert set(split.cold_users) & set(garbage["user"]) == set(split.cold_users) & set(split.test["user"])
+
+    def run(s):
+        models = {"content-kd": [model_factory(MeanOfHistory(s.n_users, s.n_items, seed), s) for seed in (0, 1)]}
+        return evaluate_cold_users(s, ds.users, (0, 1, 3), models)
+
+    honest, corrupted = run(split), run(replace(split, test=garbage.reset_index(drop=True)))
+    assert honest["selected"] == corrupted["selected"] and honest["selection"] == corrupted["selection"]
+    assert honest["selected_on"] == "valid cold users"
+    assert set(honest["selected"]["blend_weight"]) == {"0", "1", "3"}
+    assert len(honest["selection"]["profile_columns"]) == 7  # every non-empty subset of age, gender, occupation
+    assert honest["per_seed"] != corrupted["per_seed"]  # the test part does matter to the test values
+    assert list(honest["per_seed"]) == ["popularity", PROFILE_POPULARITY, "content-kd", BLEND]
+
+
+def test_blend_of_z_scores():
+    model = lambda users: torch.tensor([[3.0, 1.0, 2.0]]).repeat(len(users), 1)  # noqa: E731
+    popularity = lambda users: torch.tensor([[0.0, 10.0, 5.0]]).repeat(len(users), 1)  # noqa: E731
+    assert zscore(model(torch.tensor([0]))).tolist() == [[1.0, -1.0, 0.0]]
+    assert zscore(torch.ones(1, 3)).tolist() == [[0.0, 0.0, 0.0]]
+    users = torch.tensor([0])
+    assert blend_scorer(model, popularity, 0.0)(users).argsort(descending=True).tolist() == [[0, 2, 1]]
+    assert blend_scorer(model, popularity, 0.75)(users).argsort(descending=True).tolist() == [[1, 2, 0]]
+    assert torch.allclose(blend_scorer(model, popularity, 0.5)(users), torch.zeros(1, 3, dtype=torch.float64))

@@ -1,25 +1,39 @@
-"""Cold-start users: new users with a profile and 0, 1, 3 or 5 revealed interactions.
+"""Cold-start users: new users with a profile and 0, 1, 3, 5 or 10 revealed interactions.
 
 Protocol (split `cold-user` with `reveal: R`): the held-out users have no training interaction;
 each one's first R interactions in time order are `split.revealed`, the rest are valid (half
-of the users) or test (the other half) ground truth. For each k in `ks` (<= R) a cold user is
-shown only the first k revealed items; the ground truth is the same for every k (all R revealed
-interactions are excluded from it), so the columns differ only in what the model sees.
-A user's vector comes from the trained towers without retraining: the user tower over the
-profile (age, gender, occupation; no ID, since the user had no training interaction) and the
-mean of the shown items' vectors. NDCG@10 over the full catalog (train, valid and revealed
-items of the user are masked, as for every model and every k).
+of the users) or test (the other half) ground truth. For each k in `ks` (every k <= R) a cold
+user is shown only the first k revealed items; the ground truth is the same for every k (all R
+revealed interactions are excluded from it and masked), so the columns differ only in what the
+model sees. A user's vector comes from the trained towers without retraining: the user tower
+over the profile (age, gender, occupation; no ID, since the user had no training interaction)
+and the mean of the shown items' vectors. NDCG@10 over the full catalog (train, valid and
+revealed items of the user are masked, as for every model and every k).
 
-Models: popularity; the content student (students/content.py: profile tower + history
-pooling) without and with feature distillation of the teacher's user and item
-representations (warm users and items only: cold users never appear in a training batch);
-the teacher for reference (attention over the shown items + profile).
+Models: popularity; popularity by profile (evaluation/baselines.py: the items' training
+popularity among the training users who share the new user's profile values); the content
+student (students/content.py: profile tower + history pooling) without and with feature
+distillation of the teacher's user and item representations (warm users and items only: cold
+users never appear in a training batch); the distilled student blended with popularity by
+profile; the teacher for reference (attention over the shown items + profile). Neither
+popularity reads revealed items, and their ground truth and masks do not change with k, so
+their value is the same at every k (computed per k all the same).
+
+Every choice the scenario makes is made on the VALID cold users (NDCG@10), never on test:
+  - the profile columns of popularity by profile: the best non-empty subset of `profile_columns`
+    (the combination of all three may be too sparse; a single column may win). One choice for
+    every k, since nothing it is scored on changes with k;
+  - the blend weight w (score = (1 - w) z(student) + w z(popularity by profile), z-scored per
+    user over the catalog) from `blend_weights`, per k and per student seed.
+The selections and every candidate's valid NDCG@10 are in details["selected"] and
+details["selection"]. Ties go to the first candidate (fewer columns; smaller w).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from itertools import combinations
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,11 +45,25 @@ from distillrec.errors import DistillrecError
 from distillrec.scenarios import SCENARIOS, ScenarioContext, ScenarioResult
 from distillrec.scenarios.cold_item import DISTILLED, UNDISTILLED, summarise, teacher_run, train_students
 
-DEFAULT_KS = (0, 1, 3, 5)
+DEFAULT_KS = (0, 1, 3, 5, 10)
 #: feature KD on the batch's (warm) users and positive items against the teacher's vectors.
 DEFAULT_KD: dict[str, Any] = {"feature": {"weight": 1.0, "kind": "cosine", "on": "both"}}
+#: the profile columns popularity by profile may group by (the subset is chosen on valid users).
+DEFAULT_PROFILE_COLUMNS = ("age", "gender", "occupation")
+#: the weights of popularity by profile in the blend (chosen per k on valid users).
+DEFAULT_BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
 METRIC = "ndcg@10"
+POPULARITY, PROFILE_POPULARITY, TEACHER = "popularity", "popularity by profile", "teacher (language model)"
+BLEND = f"{DISTILLED} + profile popularity (blend)"
+SELECTED_ON = "valid cold users"
 
+#: (part, k) -> a scorer over user indices that sees, for the cold users, their first k
+#: revealed items (and the history before `part`); called just before the scorer is used,
+#: since models read their history when it is made.
+ScorerFactory = Callable[[str, int], Callable]
+
+
+# --------------------------------------------------------------------------- protocol
 
 def check_protocol(split: Split, ks: tuple[int, ...]) -> np.ndarray:
     """The test part's cold users; raises if the split breaks the protocol: a cold user in
@@ -43,9 +71,12 @@ def check_protocol(split: Split, ks: tuple[int, ...]) -> np.ndarray:
     if split.name != "cold-user" or len(split.cold_users) == 0:
         raise DistillrecError(f"the cold-user scenario needs the 'cold-user' split, got {split.name!r}")
     reveal = int(split.params.get("reveal", 0))
-    if not ks or any(not isinstance(k, int) or not 0 <= k <= reveal for k in ks):
-        raise DistillrecError(f"cold-user scenario: ks must be integers in 0..reveal={reveal} (the split's "
-                              f"revealed interactions per cold user), got {list(ks)}")
+    if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0 for k in ks):
+        raise DistillrecError(f"cold-user scenario: ks must be integers >= 0, got {list(ks)}")
+    if max(ks) > reveal:
+        raise DistillrecError(f"cold-user scenario: ks go up to k={max(ks)} but the split reveals only "
+                              f"reveal={reveal} interactions per cold user; expected the split's "
+                              f"reveal >= max(ks) = {max(ks)} (split params: reveal: {max(ks)}) or smaller ks")
     in_train = np.intersect1d(split.cold_users, split.train["user"].to_numpy())
     if len(in_train):
         raise DistillrecError(f"cold-user split: cold user index {int(in_train[0])} has training interactions")
@@ -54,9 +85,14 @@ def check_protocol(split: Split, ks: tuple[int, ...]) -> np.ndarray:
         frame = split.part(part)
         if revealed & set(zip(frame["user"].to_numpy().tolist(), frame["item"].to_numpy().tolist())):
             raise DistillrecError(f"cold-user split: a revealed interaction is also ground truth in '{part}'")
-    users = np.intersect1d(split.cold_users, split.test["user"].to_numpy())
+    return cold_users_in(split, "test")
+
+
+def cold_users_in(split: Split, part: str) -> np.ndarray:
+    """The cold users with ground truth in `part` ("valid": those the scenario selects on)."""
+    users = np.intersect1d(split.cold_users, split.part(part)["user"].to_numpy())
     if len(users) == 0:
-        raise DistillrecError("cold-user split: no cold user has test interactions; expected a larger fraction")
+        raise DistillrecError(f"cold-user split: no cold user has {part} interactions; expected a larger fraction")
     return users
 
 
@@ -66,9 +102,9 @@ def first_revealed(split: Split, k: int) -> pd.DataFrame:
     return ordered[ordered.groupby("user", sort=False).cumcount().to_numpy() < k]
 
 
-def shown_history(split: Split, k: int) -> pd.DataFrame:
-    """What a model may see when scoring the test part with k revealed items per cold user."""
-    return replace(split, revealed=first_revealed(split, k)).history("test")
+def shown_history(split: Split, k: int, part: str = "test") -> pd.DataFrame:
+    """What a model may see when scoring `part` with k revealed items per cold user."""
+    return replace(split, revealed=first_revealed(split, k)).history(part)
 
 
 def history_scorer(model, history: pd.DataFrame) -> Callable:
@@ -81,39 +117,160 @@ def history_scorer(model, history: pd.DataFrame) -> Callable:
     return scorer
 
 
-@SCENARIOS.register("cold-user")
-def run(context: ScenarioContext) -> ScenarioResult:
-    from distillrec.evaluation.baselines import PopularityScorer
+def model_factory(model, split: Split) -> ScorerFactory:
+    return lambda part, k: history_scorer(model, shown_history(split, k, part))
+
+
+# --------------------------------------------------------------------------- blend
+
+def zscore(scores: torch.Tensor) -> torch.Tensor:
+    """Each row standardised over the catalog (a constant row becomes zeros)."""
+    scores = scores.double()
+    mean, std = scores.mean(dim=1, keepdim=True), scores.std(dim=1, keepdim=True)
+    return (scores - mean) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def blend_scorer(model: Callable, popularity: Callable, weight: float) -> Callable:
+    """(1 - weight) * zscore(model) + weight * zscore(popularity)."""
+    return lambda users: (1 - weight) * zscore(model(users)) + weight * zscore(popularity(users))
+
+
+# --------------------------------------------------------------------------- selection on valid users
+
+def column_candidates(users_table: pd.DataFrame, columns: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset of the `columns` the users table has (and fills somewhere), fewer
+    columns first, in the given order."""
+    present = [c for c in columns if c in users_table.columns and users_table[c].notna().any()]
+    if not present:
+        raise DistillrecError(f"cold-user scenario: the users table has none of the profile columns "
+                              f"{', '.join(map(repr, columns))} (it has {', '.join(map(str, users_table.columns))}); "
+                              "popularity by profile needs at least one")
+    return [subset for size in range(1, len(present) + 1) for subset in combinations(present, size)]
+
+
+def best(candidates: Sequence, value: Callable[[Any], float]) -> tuple[Any, list[float]]:
+    """(the first candidate with the highest value, every candidate's value)."""
+    values = [float(value(candidate)) for candidate in candidates]
+    return candidates[int(np.argmax(values))], values
+
+
+def select_profile_columns(split: Split, users_table: pd.DataFrame, columns: Sequence[str], evaluator,
+                           valid_users: np.ndarray) -> tuple[tuple[str, ...], dict[str, float]]:
+    """(the subset of `columns` whose popularity by profile has the best valid NDCG@10 on the
+    valid cold users, {"age+gender": its valid NDCG@10, ...})."""
+    from distillrec.evaluation.baselines import ProfilePopularityScorer
+
+    candidates = column_candidates(users_table, columns)
+    chosen, values = best(candidates, lambda subset: evaluator.evaluate(
+        ProfilePopularityScorer(split, users_table, subset), "valid", users=valid_users)[METRIC])
+    return chosen, {"+".join(subset): value for subset, value in zip(candidates, values)}
+
+
+def select_blend_weight(make_scorer: ScorerFactory, popularity: Callable, k: int, weights: Sequence[float],
+                        evaluator, valid_users: np.ndarray) -> tuple[float, dict[str, float]]:
+    """(the blend weight with the best valid NDCG@10 at k on the valid cold users, {str(w): value})."""
+    model = make_scorer("valid", k)
+    chosen, values = best(list(weights), lambda w: evaluator.evaluate(
+        blend_scorer(model, popularity, w), "valid", users=valid_users)[METRIC])
+    return float(chosen), {str(w): value for w, value in zip(weights, values)}
+
+
+# --------------------------------------------------------------------------- the table
+
+def evaluate_cold_users(split: Split, users_table: pd.DataFrame, ks: tuple[int, ...],
+                        models: Mapping[str, Sequence[ScorerFactory]], *, blend_base: str | None = DISTILLED,
+                        profile_columns: Sequence[str] = DEFAULT_PROFILE_COLUMNS,
+                        blend_weights: Sequence[float] = DEFAULT_BLEND_WEIGHTS) -> dict[str, Any]:
+    """Every row of the scenario's table on the test cold users, each choice made on the valid
+    cold users first: {"per_seed": {label: [{"ndcg@10 k=K": value}] per seed}, "selected": ...,
+    "selection": candidates' valid NDCG@10, "n_test_cold_users", "n_valid_cold_users"}.
+
+    models: label -> one scorer factory per seed (popularity and popularity by profile are
+    added here); blend_base: the label whose seeds are blended with popularity by profile (None
+    or absent, or empty blend_weights: no blend row). Only the valid part is read before the
+    test part is scored, and the test part never feeds a choice.
+    """
+    from distillrec.evaluation.baselines import PopularityScorer, ProfilePopularityScorer
     from distillrec.evaluation.evaluator import Evaluator
 
+    users = check_protocol(split, ks)
+    valid_users = cold_users_in(split, "valid")
+    weights = [float(w) for w in blend_weights]
+    if any(not 0 <= w <= 1 for w in weights):
+        raise DistillrecError(f"cold-user scenario: blend_weights must lie in [0, 1], got {list(blend_weights)}")
+    evaluator = Evaluator(split, ks=(10,))
+
+    def test_value(scorer) -> float:
+        return evaluator.evaluate(scorer, "test", users=users)[METRIC]
+
+    def per_k(make_scorer: ScorerFactory) -> dict[str, float]:
+        return {f"{METRIC} k={k}": test_value(make_scorer("test", k)) for k in ks}
+
+    # Selections first, on the valid cold users only.
+    columns, column_values = select_profile_columns(split, users_table, profile_columns, evaluator, valid_users)
+    popularity, profile = PopularityScorer(split), ProfilePopularityScorer(split, users_table, columns)
+    selected: dict[str, Any] = {"profile_columns": list(columns)}
+    selection: dict[str, Any] = {"profile_columns": column_values}
+
+    per_seed = {POPULARITY: [per_k(lambda part, k: popularity)], PROFILE_POPULARITY: [per_k(lambda part, k: profile)]}
+    for label, factories in models.items():
+        per_seed[label] = [per_k(factory) for factory in factories]
+    if blend_base in models and weights:
+        chosen_weights: dict[str, list[float]] = {str(k): [] for k in ks}
+        weight_values: dict[str, list[dict[str, float]]] = {str(k): [] for k in ks}
+        rows = []
+        for factory in models[blend_base]:
+            row = {}
+            for k in ks:
+                w, values = select_blend_weight(factory, profile, k, weights, evaluator, valid_users)
+                chosen_weights[str(k)].append(w)
+                weight_values[str(k)].append(values)
+                row[f"{METRIC} k={k}"] = test_value(blend_scorer(factory("test", k), profile, w))
+            rows.append(row)
+        per_seed[f"{blend_base} + profile popularity (blend)"] = rows
+        selected["blend_weight"] = chosen_weights
+        selection["blend_weight"] = weight_values
+    return {"per_seed": per_seed, "selected": selected, "selected_on": SELECTED_ON, "selection": selection,
+            "selection_metric": f"valid {METRIC}", "n_test_cold_users": int(len(users)),
+            "n_valid_cold_users": int(len(valid_users))}
+
+
+# --------------------------------------------------------------------------- the scenario
+
+@SCENARIOS.register("cold-user")
+def run(context: ScenarioContext) -> ScenarioResult:
     params = context.params
     ks = tuple(params.get("ks", DEFAULT_KS))
     teacher = teacher_run(context)
     split = teacher.split
-    users = check_protocol(split, ks)
-    evaluator = Evaluator(split, ks=(10,))
+    check_protocol(split, ks)  # before any training: a bad k or split fails at once
+    cold_users_in(split, "valid")
     students = train_students(context, teacher, params.get("kd", DEFAULT_KD))
     teacher_model = runs.load_model(teacher.path, dataset=teacher.dataset, split=split)
-    histories = {k: shown_history(split, k) for k in ks}
-
-    def per_k(make_scorer) -> dict[str, float]:
-        return {f"{METRIC} k={k}": evaluator.evaluate(make_scorer(k), "test", users=users)[METRIC] for k in ks}
-
-    popularity = PopularityScorer(split)
-    per_seed = {"popularity": [per_k(lambda k: popularity)],
-                "teacher (language model)": [per_k(lambda k: history_scorer(teacher_model, histories[k]))]}
-    for label, models in students.items():
-        per_seed[label] = [per_k(lambda k, m=model: history_scorer(m, histories[k])) for model in models]
+    models = {TEACHER: [model_factory(teacher_model, split)]}
+    models.update({label: [model_factory(model, split) for model in seeds] for label, seeds in students.items()})
+    result = evaluate_cold_users(split, teacher.dataset.users, ks, models,
+                                 profile_columns=tuple(params.get("profile_columns", DEFAULT_PROFILE_COLUMNS)),
+                                 blend_weights=tuple(params.get("blend_weights", DEFAULT_BLEND_WEIGHTS)))
+    per_seed = result["per_seed"]
     table = [summarise(label, values) for label, values in per_seed.items()]
 
     rows = {row["model"]: row for row in table}
     lifts = {k: rows[DISTILLED][f"{METRIC} k={k}"] / rows[UNDISTILLED][f"{METRIC} k={k}"] - 1 for k in ks}
-    details = {"per_seed": per_seed, "seeds": context.seeds, "n_test_cold_users": int(len(users)),
-               "reveal": int(split.params.get("reveal", 0)), "distilled_lift": {str(k): v for k, v in lifts.items()},
-               "kd": params.get("kd", DEFAULT_KD)}
-    notes = (f"Cold-user split: {len(users)} test users never seen in training, shown their first k of "
-             f"{details['reveal']} revealed interactions (never ground truth); NDCG@10 over the full catalog. "
+    reveal = int(split.params.get("reveal", 0))
+    details = {**result, "seeds": context.seeds, "reveal": reveal, "ks": list(ks),
+               "distilled_lift": {str(k): v for k, v in lifts.items()}, "kd": params.get("kd", DEFAULT_KD)}
+    selected = result["selected"]
+    blend = ""
+    if "blend_weight" in selected:
+        blend = ("; blend weight of popularity by profile per k (one per seed): "
+                 + ", ".join(f"k={k} {selected['blend_weight'][str(k)]}" for k in ks))
+    notes = (f"Cold-user split: {result['n_test_cold_users']} test users never seen in training, shown their "
+             f"first k of {reveal} revealed interactions (never ground truth); NDCG@10 over the full catalog. "
+             f"Choices made on the {result['n_valid_cold_users']} valid cold users (NDCG@10), never on test: "
+             f"popularity by profile groups by {'+'.join(selected['profile_columns'])}{blend}. "
              f"Students: towers without retraining, mean ± std over seeds {context.seeds}; teacher (seed-0 "
-             f"pipeline stage, shared) and popularity do not vary. Distilled vs undistilled: "
-             + ", ".join(f"k={k} {100 * v:+.1f}%" for k, v in lifts.items()) + ".")
+             f"pipeline stage, shared) and both popularities do not vary (nor do the popularities across k: "
+             f"they read no revealed item and the ground truth is the same at every k). Distilled vs "
+             f"undistilled: " + ", ".join(f"k={k} {100 * v:+.1f}%" for k, v in lifts.items()) + ".")
     return ScenarioResult(table=table, notes=notes, details=details)
