@@ -75,3 +75,27 @@ def test_extract_refuses_a_student_run(tmp_path, capsys):
     assert run_cli("teacher", "extract", run) == 2
     assert "not a fitted teacher run" in capsys.readouterr().err
     assert not (run / "knowledge").exists()
+
+
+def test_a_sequential_teacher_fits_on_loo_and_a_gru4rec_distills_from_it(tmp_path):
+    run = tmp_path / "seq-teacher"
+    tiny = ["--param", "dim=16", "--param", "n_layers=1", "--param", "n_heads=1", "--param", "max_len=10",
+            "--param", "adapter_hidden=32", "--epochs", "1"]
+    assert run_cli("teacher", "fit", "--model", "lm-seq-teacher", "--split", "loo", *tiny, "--top-k", "20",
+                   "--out", run) == 0
+    teacher = load_teacher(run)
+    assert tuple(teacher.knowledge.tensors["top_items"].shape) == (943, 20)
+    assert tuple(teacher.knowledge.tensors["text"].shape) == (1682, 384)
+    student = tmp_path / "gru4rec-kd"
+    assert run_cli("distill", "--teacher", run, "--student", "gru4rec", "--dim", "8", "--epochs", "1",
+                   "--param", "max_len=10", "--kd", '{"ranking-distillation": {"weight": 0.3, "k": 10, '
+                   '"weighting": "dllm2rec"}}', "--init", "pca", "--out", student) == 0
+    metrics = json.loads((student / "metrics.json").read_text())
+    assert metrics["models"]["gru4rec"]["test"]["ndcg@10"] > 0
+
+
+def test_fit_refuses_an_unknown_teacher_model(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli("teacher", "fit", "--model", "no-such-teacher", "--out", out) == 2
+    assert "no-such-teacher" in capsys.readouterr().err
+    assert not out.exists()
