@@ -52,28 +52,6 @@ def test_scores_follow_the_history_and_stay_finite_without_one():
     assert not torch.allclose(scores[0], scores[1])
 
 
-def test_softmax_loss_is_cross_entropy_at_every_real_position():
-    model = tiny_model()
-    seq = torch.tensor([[0, 0, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
-    hidden = model.encode(seq[:, :-1])
-    keep = seq[:, :-1] > 0
-    logits = hidden[keep] @ model.item_embedding.weight[1:].T
-    expected = torch.nn.functional.cross_entropy(logits, seq[:, 1:][keep] - 1)
-    assert model.loss({"user": torch.tensor([0, 1]), "seq": seq}).item() == pytest.approx(expected.item(), rel=1e-5)
-
-
-def test_bpr_loss_uses_the_per_position_negatives():
-    model = tiny_model(rec_loss="bpr")
-    seq = torch.tensor([[0, 0, 3, 4, 5, 6]])
-    neg = torch.full((1, 5, 1), 8)
-    hidden = model.encode(seq[:, :-1])[0, 2:]                 # positions with a real input
-    pos_scores = (hidden * model.item_embedding.weight[[4, 5, 6]]).sum(-1)
-    neg_scores = hidden @ model.item_embedding.weight[9]
-    expected = -torch.nn.functional.logsigmoid(pos_scores - neg_scores).mean()
-    loss = model.loss({"user": torch.tensor([0]), "seq": seq, "neg": neg})
-    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-
-
 def tiny_sequence_split() -> Split:
     rows = [(user, (user + step) % 10, 1.0, step) for user in range(6) for step in range(8)]
     frame = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
