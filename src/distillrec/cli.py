@@ -181,7 +181,8 @@ def config_show(config: Optional[Path] = typer.Argument(None, help="Experiment Y
 @app.command("compare")
 def compare_cmd(run_a: Path = typer.Argument(..., help="First run directory."),
                 run_b: Path = typer.Argument(..., help="Second run directory.")):
-    """Two runs side by side: each model's metrics in A and B and the relative difference."""
+    """Two runs side by side: each model's metrics in A and B and the relative difference, and a
+    per-user paired test of B against A where both runs wrote per_user.parquet."""
     from distillrec.report.compare import compare_runs
     from distillrec.console import console
 

@@ -83,3 +83,25 @@ def test_directory_without_manifest_or_unhashed_metrics_is_refused(runs, tmp_pat
     artifacts.write_json(bare / "metrics.json", {"models": {}})
     with pytest.raises(ArtifactError, match="does not list metrics.json"):
         compare_runs(runs[0], bare)
+
+
+def test_runs_with_per_user_values_are_tested_user_by_user(tmp_path):
+    import pandas as pd
+
+    directories = []
+    for name, values in (("a", [0.0, 0.5, 0.2, 0.1, 0.3]), ("b", [0.1, 0.6, 0.3, 0.1, 0.4])):
+        directory = tmp_path / name
+        artifacts.write_parquet(directory / "per_user.parquet",
+                                pd.DataFrame({"user": range(5), "ndcg@10": values}))
+        _write_run(directory, {"sasrec": _entry("baseline", sum(values) / 5)})
+        directories.append(directory)
+    table, comparison = compare_runs(*directories)
+    paired = comparison["paired"]
+    assert paired["n_users"] == 5 and abs(paired["base"] - 0.22) < 1e-12 and abs(paired["other"] - 0.30) < 1e-12
+    assert abs(paired["lift"] - (0.30 / 0.22 - 1)) < 1e-9 and 0 < paired["wilcoxon_p"] < 1
+    assert "paired over 5 users" in table.caption
+
+
+def test_runs_without_per_user_values_have_no_paired_test(runs):
+    table, comparison = compare_runs(*runs)
+    assert comparison["paired"] is None and table.caption is None

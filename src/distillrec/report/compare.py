@@ -1,4 +1,6 @@
-"""Two run directories side by side: each model's metrics in run A, in run B, and the change.
+"""Two run directories side by side: each model's metrics in run A, in run B, and the change;
+where both runs wrote each user's test NDCG@10 (per_user.parquet, one model per run), the
+change is also tested user by user (Wilcoxon signed-rank and paired t over the shared users).
 
 Both runs are verified against their manifests first, so a comparison never rests on a
 metrics.json that was edited or truncated after the run wrote it.
@@ -95,8 +97,30 @@ def comparison_table(comparison: dict, label_a: str = "A", label_b: str = "B") -
     return table
 
 
+def paired_test(run_a: str | Path, run_b: str | Path) -> dict | None:
+    """B against A user by user on test NDCG@10 (`significance.paired_users`), or None when
+    either run has no per_user.parquet. Call after `load_run_metrics` verified both runs."""
+    from distillrec.evaluation.scoring import read_per_user
+    from distillrec.evaluation.significance import paired_users
+
+    a, b = read_per_user(Path(run_a)), read_per_user(Path(run_b))
+    return None if a is None or b is None else paired_users(a, b)
+
+
+def paired_line(paired: dict) -> str:
+    from distillrec.evaluation.significance import format_p
+
+    return (f"paired over {paired['n_users']} users, test NDCG@10 {paired['base']:.4f} -> {paired['other']:.4f} "
+            f"({format_lift(paired['lift'])}): Wilcoxon p = {format_p(paired['wilcoxon_p'])}, "
+            f"paired t p = {format_p(paired['t_p'])}")
+
+
 def compare_runs(run_a: str | Path, run_b: str | Path, part: str = "test") -> tuple[Table, dict]:
-    """Verify both run directories and compare their models: (rich table, comparison dict)."""
+    """Verify both run directories and compare their models: (rich table, comparison dict with
+    "paired": the per-user test of B against A, or None)."""
     comparison = compare_metrics(load_run_metrics(run_a), load_run_metrics(run_b), part)
-    comparison.update(a=str(run_a), b=str(run_b))
-    return comparison_table(comparison, str(run_a), str(run_b)), comparison
+    comparison.update(a=str(run_a), b=str(run_b), paired=paired_test(run_a, run_b))
+    table = comparison_table(comparison, str(run_a), str(run_b))
+    if comparison["paired"] is not None:
+        table.caption = "\n".join(filter(None, [table.caption, paired_line(comparison["paired"])]))
+    return table, comparison
