@@ -117,6 +117,15 @@ def test_mf_searches_training_its_loss_and_negatives_only_for_sampled_losses():
     assert [p for p in dims].index("params.rec_loss") < [p for p in dims].index("train.n_negatives")
 
 
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "lm-seq-teacher"])
+def test_sequential_models_search_window_batches_and_dropout(name):
+    spec = model_space(model_class(name))
+    assert set(spec) == {"train.lr", "train.weight_decay", "train.batch_size", "params.dropout"}
+    assert max(spec["train.batch_size"]["choices"]) <= 256  # windows of max_len targets, not pairs
+    dims = {d.path: d for d in parse_space(spec, name)}
+    assert dims["params.dropout"].low < 0.5 < dims["params.dropout"].high  # SASRec's default inside
+
+
 def test_ease_searches_only_its_ridge():
     spec = model_space(model_class("ease"))
     assert list(spec) == ["params.l2"]
