@@ -3,7 +3,6 @@ import pytest
 import torch
 from torch import nn
 
-from distillrec.data.sequences import user_sequences
 from distillrec.data.split import Split
 from distillrec.evaluation.evaluator import evaluate
 from distillrec.params import check_model_params
@@ -84,18 +83,6 @@ def test_last_only_encoding_equals_the_full_pass_at_the_last_position():
     last = model.encode(seq, last_only=True)
     assert last.shape == (4, 1, 8)
     assert torch.allclose(last[:, 0], model.encode(seq)[:, -1], atol=1e-6)
-
-
-def test_scores_follow_the_history_and_stay_finite_without_one():
-    model = tiny_model()
-    history = pd.DataFrame({"user": [0, 0, 1], "item": [2, 3, 7], "timestamp": [1, 2, 1]})
-    model.set_history(history)
-    assert torch.equal(model.history, user_sequences(history, 3, 5))
-    scores = model.score(torch.tensor([0, 1, 2]))  # user 2 has no history
-    assert scores.shape == (3, 10) and torch.isfinite(scores).all()
-    assert not torch.allclose(scores[0], scores[1])
-    new_user = model.encode_new_user(recent_items=[2, 3])
-    assert torch.allclose(new_user @ model.item_embedding.weight[1:].T, scores[0], atol=1e-6)
 
 
 def test_a_seed_fixes_the_weights():

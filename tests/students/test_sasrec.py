@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from distillrec.data.dataset import build_dataset
-from distillrec.data.sequences import user_sequences
 from distillrec.data.sources import load_raw
 from distillrec.data.split import Split
 from distillrec.data.splitting import leave_one_out
@@ -40,16 +39,6 @@ def test_last_only_encoding_equals_the_full_pass_at_the_last_position():
     last = model.encode(seq, last_only=True)
     assert last.shape == (3, 1, 8)
     assert torch.allclose(last[:, 0], model.encode(seq)[:, -1], atol=1e-6)
-
-
-def test_scores_follow_the_history_and_stay_finite_without_one():
-    model = tiny_model()
-    history = pd.DataFrame({"user": [0, 0, 1], "item": [2, 3, 7], "timestamp": [1, 2, 1]})
-    model.set_history(history)
-    assert torch.equal(model.history, user_sequences(history, 3, 5))
-    scores = model.score(torch.tensor([0, 1, 2]))  # user 2 has no history
-    assert scores.shape == (3, 10) and torch.isfinite(scores).all()
-    assert not torch.allclose(scores[0], scores[1])
 
 
 def tiny_sequence_split() -> Split:

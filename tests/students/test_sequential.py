@@ -1,8 +1,12 @@
-"""What SequentialRecommender gives every next-item model (the loss over every window position),
-checked on each family: the expected loss is computed by hand from the model's own encoder."""
+"""What SequentialRecommender gives every next-item model (the loss over every window position,
+scoring from the history and new users), checked on each family: expected values are computed by
+hand from the model's own encoder."""
 
+import pandas as pd
 import pytest
 import torch
+
+from distillrec.data.sequences import user_sequences
 
 from distillrec.students.gru4rec import GRU4Rec
 from distillrec.students.sasrec import SASRec
@@ -35,3 +39,16 @@ def test_bpr_loss_uses_the_per_position_negatives(family):
     expected = -torch.nn.functional.logsigmoid(pos_scores - neg_scores).mean()
     loss = model.loss({"user": torch.tensor([0]), "seq": seq, "neg": neg})
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_scores_follow_the_history_and_stay_finite_without_one(family):
+    model = FAMILIES[family]()
+    history = pd.DataFrame({"user": [0, 0, 1], "item": [2, 3, 7], "timestamp": [1, 2, 1]})
+    model.set_history(history)
+    assert torch.equal(model.history, user_sequences(history, 3, 5))
+    scores = model.score(torch.tensor([0, 1, 2]))  # user 2 has no history
+    assert scores.shape == (3, 10) and torch.isfinite(scores).all()
+    assert not torch.allclose(scores[0], scores[1])
+    new_user = model.encode_new_user(recent_items=[2, 3])  # the same items, oldest first
+    assert torch.allclose(new_user @ model.item_embedding.weight[1:].T, scores[0], atol=1e-6)
