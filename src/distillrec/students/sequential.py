@@ -84,13 +84,6 @@ class SequentialRecommender(Recommender):
         table = self.item_table()
         return self.encode(self.history[users], table, last_only=True)[:, -1] @ table[1:].T
 
-    def representations(self) -> dict[str, torch.Tensor]:
-        table = self.item_table()
-        users = torch.arange(self.n_users, device=self.history.device)
-        vectors = torch.cat([self.encode(self.history[chunk], table, last_only=True)[:, -1]
-                             for chunk in users.split(1024)])
-        return {"user": vectors, "item": table[1:]}
-
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
         table = self.item_table()[1:]  # row 0 is padding
         return table if items is None else table[items]

@@ -32,13 +32,10 @@ from distillrec.students.sasrec import SASRec
 from distillrec.teachers.cache import encode_cached
 from distillrec.teachers.encoders import TextEncoder
 from distillrec.teachers.templates import DEFAULT_ITEM_TEMPLATE, TextTemplate
-from distillrec.train.losses import REC_LOSSES
 
 
 @MODELS.register("lm-seq-teacher")
 class LMSequentialTeacher(SASRec):
-    encodes_new_items = False  # new items need their text encoded; see `item_text_vectors`
-
     def __init__(self, n_users: int, n_items: int, *, text_embeddings: torch.Tensor, item_has_id: torch.Tensor,
                  dim: int = 256, n_layers: int = 3, n_heads: int = 4, inner_size: int | None = None,
                  max_len: int = 50, dropout: float = 0.3, attn_dropout: float = 0.3, adapter_hidden: int = 512,
@@ -66,8 +63,7 @@ class LMSequentialTeacher(SASRec):
             nn.init.normal_(layer.weight, std=0.02, generator=generator)
             nn.init.zeros_(layer.bias)
 
-    params_schema = {**SASRec.params_schema, "adapter_hidden": {"ge": 1}, "id_dropout": {"ge": 0, "lt": 1},
-                     "rec_loss": {"choices": REC_LOSSES.names}}
+    params_schema = {**SASRec.params_schema, "adapter_hidden": {"ge": 1}, "id_dropout": {"ge": 0, "lt": 1}}
 
     @classmethod
     def build(cls, dataset: Dataset, split: Split, *, encoder: str | None = None,
