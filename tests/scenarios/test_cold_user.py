@@ -16,8 +16,8 @@ from distillrec.errors import DistillrecError
 from distillrec.evaluation.evaluator import Evaluator
 from distillrec.scenarios import SCENARIOS, ScenarioContext
 from distillrec.scenarios.cold_user import (BLEND, PROFILE_POPULARITY, SELECTED_ON, blend_scorer, check_protocol,
-                                            evaluate_cold_users, first_revealed, model_factory, shown_history,
-                                            zscore)
+                                            evaluate_cold_users, first_revealed, PriorChoice,
+                                            shown_history, zscore)
 
 STUDENT = {"model": {"dim": 8, "text_dim": 8, "buckets": 512, "feature_dim": 4, "hidden": 16},
            "train": {"epochs": 2, "batch_size": 64}, "ks": [0, 1, 3]}
@@ -84,26 +84,42 @@ def test_scenario_end_to_end_without_the_cold_users_teacher_vectors(cold_users, 
     details = result.details
     assert details["selected_on"] == SELECTED_ON and details["selected"]["profile_columns"]
     assert {k: len(w) for k, w in details["selected"]["blend_weight"].items()} == {"0": 2, "1": 2, "3": 2}
+    # Both students' history priors are chosen per k and seed among the defaults.
+    for label in ("content", "content-kd"):
+        chosen = details["selected"]["history_prior"][label]
+        assert set(chosen) == {"0", "1", "3"} and all(len(v) == 2 and set(v) <= {0, 1, 2, 4, 8} for v in chosen.values())
+    # Paired over the test cold users at every k: distilled vs undistilled, the blend vs each popularity.
+    pairs = {(p["model"], p["vs"], p["metric"]): p for p in details["paired"]}
+    assert len(pairs) == 9
+    pair = pairs[(BLEND, PROFILE_POPULARITY, "test ndcg@10 k=1")]
+    assert pair["n_users"] == details["n_test_cold_users"]
+    assert pair["base"] == pytest.approx(rows[PROFILE_POPULARITY]["ndcg@10 k=1"])
+    assert pair["other"] == pytest.approx(rows[BLEND]["ndcg@10 k=1"])
 
 
 class MeanOfHistory:
     """A stand-in model that reads its history: a user's vector is the mean of its shown items'
-    fixed random vectors (zero without history), scored by dot product."""
+    fixed random vectors (zero without history), shrunk by `history_prior` pseudo-items as the
+    content student's is, plus a fixed offset (so the prior changes the ranking); dot product."""
 
     def __init__(self, n_users: int, n_items: int, seed: int):
-        self.items = torch.randn(n_items, 4, generator=torch.Generator().manual_seed(seed))
-        self.n_users, self.users = n_users, torch.zeros(n_users, 4)
+        generator = torch.Generator().manual_seed(seed)
+        self.items = torch.randn(n_items, 4, generator=generator)
+        self.offset = torch.randn(4, generator=generator)
+        self.n_users, self.sums, self.counts = n_users, torch.zeros(n_users, 4), torch.zeros(n_users, 1)
+        self.history_prior = 0.0
 
     def eval(self):
         return self
 
     def set_history(self, history: pd.DataFrame) -> None:
         user, item = (torch.from_numpy(history[c].to_numpy(np.int64, copy=True)) for c in ("user", "item"))
-        counts = torch.bincount(user, minlength=self.n_users).clamp(min=1).unsqueeze(1).float()
-        self.users = torch.zeros(self.n_users, 4).index_add_(0, user, self.items[item]) / counts
+        self.counts = torch.bincount(user, minlength=self.n_users).unsqueeze(1).float()
+        self.sums = torch.zeros(self.n_users, 4).index_add_(0, user, self.items[item])
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        return self.users[users] @ self.items.T
+        mean = self.sums[users] / (self.counts[users] + self.history_prior).clamp(min=1e-9)
+        return (mean + self.offset) @ self.items.T
 
 
 def test_every_choice_is_made_on_valid_users_never_on_test(cold_users):
@@ -116,16 +132,35 @@ def test_every_choice_is_made_on_valid_users_never_on_test(cold_users):
     assert set(split.cold_users) & set(garbage["user"]) == set(split.cold_users) & set(split.test["user"])
 
     def run(s):
-        models = {"content-kd": [model_factory(MeanOfHistory(s.n_users, s.n_items, seed), s) for seed in (0, 1)]}
+        models = {"content-kd": [PriorChoice(MeanOfHistory(s.n_users, s.n_items, seed), s, (0, 1, 4))
+                                 for seed in (0, 1)]}
         return evaluate_cold_users(s, ds.users, (0, 1, 3), models)
 
     honest, corrupted = run(split), run(replace(split, test=garbage.reset_index(drop=True)))
     assert honest["selected"] == corrupted["selected"] and honest["selection"] == corrupted["selection"]
     assert honest["selected_on"] == "valid cold users"
     assert set(honest["selected"]["blend_weight"]) == {"0", "1", "3"}
+    assert set(honest["selected"]["history_prior"]["content-kd"]) == {"0", "1", "3"}
     assert len(honest["selection"]["profile_columns"]) == 7  # every non-empty subset of age, gender, occupation
     assert honest["per_seed"] != corrupted["per_seed"]  # the test part does matter to the test values
     assert list(honest["per_seed"]) == ["popularity", PROFILE_POPULARITY, "content-kd", BLEND]
+    assert honest["paired"] != corrupted["paired"]
+
+
+def test_history_prior_is_refused_before_it_is_chosen_and_scores_with_the_choice(cold_users):
+    ds, split = cold_users
+    model = MeanOfHistory(split.n_users, split.n_items, 0)
+    factory = PriorChoice(model, split, (0, 4))
+    with pytest.raises(DistillrecError, match="no history prior chosen for k=1"):
+        factory("test", 1)
+    seen = []
+    values = factory.choose(1, lambda scorer: seen.append(scorer(torch.tensor([0]))) or model.history_prior)
+    assert values == {"0.0": 0.0, "4.0": 4.0} and factory.chosen[1] == 4.0  # the higher "value" wins
+    model.history_prior = 0.0  # another scorer sharing the model changed it: the choice still holds
+    factory("test", 1)(torch.tensor([0]))
+    assert model.history_prior == 4.0
+    with pytest.raises(DistillrecError, match="history_priors must be"):
+        PriorChoice(model, split, (-1,))
 
 
 def test_blend_of_z_scores():

@@ -23,10 +23,15 @@ Every choice the scenario makes is made on the VALID cold users (NDCG@10), never
   - the profile columns of popularity by profile: the best non-empty subset of `profile_columns`
     (the combination of all three may be too sparse; a single column may win). One choice for
     every k, since nothing it is scored on changes with k;
+  - the content students' history prior (the pseudo-count that shrinks a short history's
+    mean toward zero: one revealed item says less than fifty) from `history_priors`, per k, per
+    student and seed: a scoring-time setting, chosen before the blend that uses it;
   - the blend weight w (score = (1 - w) z(student) + w z(popularity by profile), z-scored per
     user over the catalog) from `blend_weights`, per k and per student seed.
 The selections and every candidate's valid NDCG@10 are in details["selected"] and
-details["selection"]. Ties go to the first candidate (fewer columns; smaller w).
+details["selection"]. Ties go to the first candidate (fewer columns; smaller prior; smaller w).
+Paired tests over the test cold users (Wilcoxon, t) at every k, in details["paired"]: distilled
+vs undistilled, and the blend vs each popularity.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ DEFAULT_KD: dict[str, Any] = {"feature": {"weight": 1.0, "kind": "cosine", "on":
 DEFAULT_PROFILE_COLUMNS = ("age", "gender", "occupation")
 #: the weights of popularity by profile in the blend (chosen per k on valid users).
 DEFAULT_BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
+#: the content students' history priors (pseudo-items; chosen per k on valid users).
+DEFAULT_HISTORY_PRIORS = (0.0, 1.0, 2.0, 4.0, 8.0)
 METRIC = "ndcg@10"
 POPULARITY, PROFILE_POPULARITY, TEACHER = "popularity", "popularity by profile", "teacher (language model)"
 BLEND = f"{DISTILLED} + profile popularity (blend)"
@@ -121,6 +128,37 @@ def model_factory(model, split: Split) -> ScorerFactory:
     return lambda part, k: history_scorer(model, shown_history(split, k, part))
 
 
+class PriorChoice:
+    """A scorer factory for a model that pools the shown history with a pseudo-count prior
+    (the content student's `history_prior`): at each k it scores with the prior `choose` picked
+    on the valid part; asked for a k before the choice, it refuses."""
+
+    def __init__(self, model, split: Split, priors: Sequence[float]):
+        if not priors or any(float(p) < 0 for p in priors):
+            raise DistillrecError(f"cold-user scenario: history_priors must be a non-empty list of numbers >= 0, "
+                                  f"got {list(priors)}")
+        self.model, self.split, self.priors = model, split, [float(p) for p in priors]
+        self.chosen: dict[int, float] = {}
+
+    def scorer(self, part: str, k: int, prior: float) -> Callable:
+        inner = history_scorer(self.model, shown_history(self.split, k, part))
+
+        def scorer(users: torch.Tensor) -> torch.Tensor:
+            self.model.history_prior = prior  # set per call: several scorers share the model
+            return inner(users)
+        return scorer
+
+    def choose(self, k: int, valid_value: Callable[[Callable], float]) -> dict[str, float]:
+        """Pick the prior for k by `valid_value(scorer)` (valid part only); {str(prior): value}."""
+        self.chosen[k], values = best(self.priors, lambda prior: valid_value(self.scorer("valid", k, prior)))
+        return {str(p): v for p, v in zip(self.priors, values)}
+
+    def __call__(self, part: str, k: int) -> Callable:
+        if k not in self.chosen:
+            raise DistillrecError(f"cold-user scenario: no history prior chosen for k={k} yet")
+        return self.scorer(part, k, self.chosen[k])
+
+
 # --------------------------------------------------------------------------- blend
 
 def zscore(scores: torch.Tensor) -> torch.Tensor:
@@ -183,12 +221,14 @@ def evaluate_cold_users(split: Split, users_table: pd.DataFrame, ks: tuple[int, 
                         blend_weights: Sequence[float] = DEFAULT_BLEND_WEIGHTS) -> dict[str, Any]:
     """Every row of the scenario's table on the test cold users, each choice made on the valid
     cold users first: {"per_seed": {label: [{"ndcg@10 k=K": value}] per seed}, "selected": ...,
-    "selection": candidates' valid NDCG@10, "n_test_cold_users", "n_valid_cold_users"}.
+    "selection": candidates' valid NDCG@10, "paired": paired tests over test users at each k,
+    "n_test_cold_users", "n_valid_cold_users"}.
 
     models: label -> one scorer factory per seed (popularity and popularity by profile are
-    added here); blend_base: the label whose seeds are blended with popularity by profile (None
-    or absent, or empty blend_weights: no blend row). Only the valid part is read before the
-    test part is scored, and the test part never feeds a choice.
+    added here; a PriorChoice gets its history prior chosen per k); blend_base: the label whose
+    seeds are blended with popularity by profile (None or absent, or empty blend_weights: no
+    blend row). Only the valid part is read before the test part is scored, and the test part
+    never feeds a choice.
     """
     from distillrec.evaluation.baselines import PopularityScorer, ProfilePopularityScorer
     from distillrec.evaluation.evaluator import Evaluator
@@ -200,21 +240,38 @@ def evaluate_cold_users(split: Split, users_table: pd.DataFrame, ks: tuple[int, 
         raise DistillrecError(f"cold-user scenario: blend_weights must lie in [0, 1], got {list(blend_weights)}")
     evaluator = Evaluator(split, ks=(10,))
 
-    def test_value(scorer) -> float:
-        return evaluator.evaluate(scorer, "test", users=users)[METRIC]
+    per_user: dict[str, dict[int, list[np.ndarray]]] = {}  # label -> k -> test values per seed
 
-    def per_k(make_scorer: ScorerFactory) -> dict[str, float]:
-        return {f"{METRIC} k={k}": test_value(make_scorer("test", k)) for k in ks}
+    def test_value(label: str, k: int, scorer) -> float:
+        tested, values = evaluator.per_user(scorer, "test", METRIC, users=users)
+        per_user.setdefault(label, {}).setdefault(k, []).append(values)
+        tested_users.append(tested)
+        return float(values.mean())  # = evaluate(...)[METRIC]
+
+    def per_k(label: str, make_scorer: ScorerFactory) -> dict[str, float]:
+        return {f"{METRIC} k={k}": test_value(label, k, make_scorer("test", k)) for k in ks}
+
+    def valid_value(scorer) -> float:
+        return evaluator.evaluate(scorer, "valid", users=valid_users)[METRIC]
 
     # Selections first, on the valid cold users only.
     columns, column_values = select_profile_columns(split, users_table, profile_columns, evaluator, valid_users)
     popularity, profile = PopularityScorer(split), ProfilePopularityScorer(split, users_table, columns)
     selected: dict[str, Any] = {"profile_columns": list(columns)}
     selection: dict[str, Any] = {"profile_columns": column_values}
-
-    per_seed = {POPULARITY: [per_k(lambda part, k: popularity)], PROFILE_POPULARITY: [per_k(lambda part, k: profile)]}
     for label, factories in models.items():
-        per_seed[label] = [per_k(factory) for factory in factories]
+        choices = [f for f in factories if isinstance(f, PriorChoice)]
+        if choices:
+            values = {str(k): [f.choose(k, valid_value) for f in choices] for k in ks}
+            selection.setdefault("history_prior", {})[label] = values
+            selected.setdefault("history_prior", {})[label] = {str(k): [f.chosen[k] for f in choices] for k in ks}
+
+    tested_users: list[np.ndarray] = []
+    per_seed = {POPULARITY: [per_k(POPULARITY, lambda part, k: popularity)],
+                PROFILE_POPULARITY: [per_k(PROFILE_POPULARITY, lambda part, k: profile)]}
+    for label, factories in models.items():
+        per_seed[label] = [per_k(label, factory) for factory in factories]
+    blend = f"{blend_base} + profile popularity (blend)"
     if blend_base in models and weights:
         chosen_weights: dict[str, list[float]] = {str(k): [] for k in ks}
         weight_values: dict[str, list[dict[str, float]]] = {str(k): [] for k in ks}
@@ -225,14 +282,33 @@ def evaluate_cold_users(split: Split, users_table: pd.DataFrame, ks: tuple[int, 
                 w, values = select_blend_weight(factory, profile, k, weights, evaluator, valid_users)
                 chosen_weights[str(k)].append(w)
                 weight_values[str(k)].append(values)
-                row[f"{METRIC} k={k}"] = test_value(blend_scorer(factory("test", k), profile, w))
+                row[f"{METRIC} k={k}"] = test_value(blend, k, blend_scorer(factory("test", k), profile, w))
             rows.append(row)
-        per_seed[f"{blend_base} + profile popularity (blend)"] = rows
+        per_seed[blend] = rows
         selected["blend_weight"] = chosen_weights
         selection["blend_weight"] = weight_values
+    if any(not np.array_equal(tested_users[0], t) for t in tested_users):
+        raise DistillrecError("cold-user scenario: models were evaluated on different test users")
     return {"per_seed": per_seed, "selected": selected, "selected_on": SELECTED_ON, "selection": selection,
-            "selection_metric": f"valid {METRIC}", "n_test_cold_users": int(len(users)),
-            "n_valid_cold_users": int(len(valid_users))}
+            "selection_metric": f"valid {METRIC}", "paired": paired_tests(per_user, tested_users[0], ks, blend),
+            "n_test_cold_users": int(len(users)), "n_valid_cold_users": int(len(valid_users))}
+
+
+def paired_tests(per_user: Mapping[str, Mapping[int, list[np.ndarray]]], users: np.ndarray, ks: Sequence[int],
+                 blend: str) -> list[dict]:
+    """Per k, paired over the test cold users (each user's value averaged over the seeds):
+    distilled vs undistilled and the blend vs each popularity, where both rows exist."""
+    from distillrec.evaluation.significance import paired_users
+
+    pairs = ((UNDISTILLED, DISTILLED), (POPULARITY, blend), (PROFILE_POPULARITY, blend))
+    out = []
+    for k in ks:
+        for base, other in pairs:
+            if base in per_user and other in per_user:
+                out.append({"model": other, "vs": base, "metric": f"test {METRIC} k={k}",
+                            **paired_users((users, np.mean(per_user[base][k], axis=0)),
+                                           (users, np.mean(per_user[other][k], axis=0)))})
+    return out
 
 
 # --------------------------------------------------------------------------- the scenario
@@ -248,7 +324,8 @@ def run(context: ScenarioContext) -> ScenarioResult:
     students = train_students(context, teacher, params.get("kd", DEFAULT_KD))
     teacher_model = runs.load_model(teacher.path, dataset=teacher.dataset, split=split)
     models = {TEACHER: [model_factory(teacher_model, split)]}
-    models.update({label: [model_factory(model, split) for model in seeds] for label, seeds in students.items()})
+    priors = tuple(params.get("history_priors", DEFAULT_HISTORY_PRIORS))
+    models.update({label: [PriorChoice(model, split, priors) for model in seeds] for label, seeds in students.items()})
     result = evaluate_cold_users(split, teacher.dataset.users, ks, models,
                                  profile_columns=tuple(params.get("profile_columns", DEFAULT_PROFILE_COLUMNS)),
                                  blend_weights=tuple(params.get("blend_weights", DEFAULT_BLEND_WEIGHTS)))
@@ -265,6 +342,9 @@ def run(context: ScenarioContext) -> ScenarioResult:
     if "blend_weight" in selected:
         blend = ("; blend weight of popularity by profile per k (one per seed): "
                  + ", ".join(f"k={k} {selected['blend_weight'][str(k)]}" for k in ks))
+    if DISTILLED in selected.get("history_prior", {}):
+        blend += ("; the distilled student's history prior per k: "
+                  + ", ".join(f"k={k} {selected['history_prior'][DISTILLED][str(k)]}" for k in ks))
     notes = (f"Cold-user split: {result['n_test_cold_users']} test users never seen in training, shown their "
              f"first k of {reveal} revealed interactions (never ground truth); NDCG@10 over the full catalog. "
              f"Choices made on the {result['n_valid_cold_users']} valid cold users (NDCG@10), never on test: "
