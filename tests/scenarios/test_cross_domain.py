@@ -14,7 +14,7 @@ from distillrec.errors import DataError, DistillrecError
 from distillrec.scenarios import SCENARIOS, ScenarioContext
 from distillrec.scenarios.common import subsample_train
 from distillrec.scenarios.cross_domain import (CrossDomainParams, check_disjoint_users, cross_domain,
-                                               match_titles, normalise_title)
+                                               match_titles, normalise_title, transferred_item_table)
 
 GENRES = ["Action", "Comedy", "Drama", "Romance"]
 TITLES = ["Heat", "Toy Story", "Usual Suspects, The", "Fargo", "Casablanca", "Alien", "Aliens", "Jaws",
@@ -72,6 +72,25 @@ def test_titles_match_after_normalising_articles_and_years(domains):
     assert (match_titles(source.items, shifted) == -1).all()
 
 
+def test_item_table_transfer_copies_matched_items_and_maps_the_rest_from_text():
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    source_text, target_text = torch.randn(200, 6, generator=generator), torch.randn(5, 6, generator=generator)
+    linear, offset = torch.randn(6, 3, generator=generator), torch.randn(3, generator=generator)
+    source_items = source_text @ linear + offset  # an exact linear relation the ridge map should recover
+    matches = np.array([7, -1, 42, -1, -1])
+    table = transferred_item_table(source_items, source_text, target_text, matches, ridge=1e-6)
+    assert table.shape == (5, 3)
+    assert torch.equal(table[0], source_items[7]) and torch.equal(table[2], source_items[42])
+    unmatched = torch.tensor([1, 3, 4])
+    assert torch.allclose(table[unmatched], target_text[unmatched] @ linear + offset, atol=1e-4)
+    shrunk = transferred_item_table(source_items, source_text, target_text, matches, ridge=1e6)
+    assert torch.allclose(shrunk[unmatched], source_items.mean(0).expand(3, 3), atol=0.05)  # all penalty: the mean
+    with pytest.raises(DataError, match="one vector and one text per item"):
+        transferred_item_table(source_items[:10], source_text, target_text, matches)
+
+
 def test_thinning_keeps_valid_test_and_every_user(domains):
     _, target = domains
     split = random_split(target, seed=0)
@@ -108,14 +127,14 @@ def test_tiny_end_to_end_run(domains, tmp_path):
     fast = {"epochs": 1, "batch_size": 32, "patience": 1, "num_threads": 1, "eval_ks": [10]}
     raw = {"fractions": [1.0, 0.3], "two_tower": {"params": {"dim": 8, "hidden": 16, "rec_loss": "softmax",
                                                              "similarity": "cosine"}, "train": fast},
-           "source_train": fast, "mf": {"params": {"dim": 8}, "train": fast}}
+           "source_train": fast, "source_mf_train": fast, "mf": {"params": {"dim": 8}, "train": fast}}
     config = parse_config({"teacher": None, "students": [], "baselines": [],
                            "scenario": {"name": "cross-domain", "seeds": [3], "params": raw}})
     split = random_split(target, seed=0)
     context = ScenarioContext(config, target, split, None, tmp_path, progress=False)
     result = cross_domain(context, source, CrossDomainParams(**raw))
     rows = {(row["train fraction"], row["model"]): row for row in result.table}
-    models = {"pop", "mf", "two-tower (target)", "transfer (init)", "transfer (init+kd)"}
+    models = {"pop", "mf", "two-tower (target)", "transfer (init)", "transfer (init+kd)", "transfer (MF ids)"}
     assert set(rows) == {(f, m) for f in (1.0, 0.3) for m in models}
     for (fraction, model), row in rows.items():
         assert 0 <= row["ndcg@10"] <= 1 and row["ndcg@10 std"] >= 0
@@ -129,5 +148,6 @@ def test_tiny_end_to_end_run(domains, tmp_path):
     assert result.details["matched_titles"] == 6
     runs = {(r["train_fraction"], r["model"]): r["runs"] for r in result.details["per_seed"]}
     assert [r["seed"] for r in runs[(0.3, "mf")]] == [3]
-    assert (tmp_path / "source" / "metrics.json").exists()
+    assert (tmp_path / "source" / "metrics.json").exists() and (tmp_path / "source-mf" / "metrics.json").exists()
+    assert 0 <= result.details["source"]["mf"]["test"]["ndcg@10"] <= 1
     assert "users disjoint" in result.notes and "6 of 24" in result.notes

@@ -12,10 +12,15 @@ Compared at each sparsity, all trained through the one Trainer on the same thinn
                       source and fine-tuned on the target;
   transfer (init+kd)  that, plus a feature-distillation term pulling the target item vectors
                       towards the source model's vectors of the same items (text through the
-                      source item tower; title-matched items also with their source ID).
+                      source item tower; title-matched items also with their source ID);
+  transfer (MF ids)   the target's MF with its item table initialised from an MF fitted on the
+                      source: a title-matched item starts from its source item's embedding, an
+                      unmatched one from its text mapped into that embedding space (a ridge map
+                      from MiniLM text vectors to source item embeddings, fitted on the source's
+                      items); user vectors start fresh (the users are disjoint).
 Lift is relative to two-tower (target): the same architecture and inputs without the source;
 "lift vs best target-only" compares with the best of pop, mf and two-tower (target) at that sparsity.
-The source model is fitted once (seed 0) and reused for every seed and sparsity.
+The source models are fitted once (seed 0) and reused for every seed and sparsity.
 """
 
 from __future__ import annotations
@@ -66,6 +71,11 @@ class CrossDomainParams(StrictParams):
     mf: TrainParams = Field(default_factory=lambda: TrainParams(
         params={"dim": 64}, train={"epochs": 100, "patience": 5, "num_threads": 1}))
     kd_weight: float = Field(0.1, ge=0)
+    #: the source MF whose item table seeds "transfer (MF ids)" (params.mf's params).
+    source_mf_train: dict[str, Any] = Field(default_factory=lambda: {"epochs": 100, "patience": 5,
+                                                                     "num_threads": 1})
+    #: L2 penalty of the ridge map from text vectors to source MF item embeddings (unmatched items).
+    text_map_ridge: float = Field(1.0, gt=0)
 
 
 @SCENARIOS.register("cross-domain")
@@ -74,7 +84,7 @@ def run(context: ScenarioContext) -> ScenarioResult:
     from distillrec.params import make_train_config
 
     params = parse_params(CrossDomainParams, context.params, "cross-domain")
-    for options in (params.two_tower.train, params.source_train, params.mf.train):
+    for options in (params.two_tower.train, params.source_train, params.mf.train, params.source_mf_train):
         make_train_config(options, 0)  # bad training options fail before any work
     return cross_domain(context, load_dataset(params.source), params)
 
@@ -89,6 +99,9 @@ def cross_domain(context: ScenarioContext, source, params: CrossDomainParams) ->
     target_text = encode_texts(item_texts(target.items, params.template), params.template, params.encoder)
     source_model, source_entry = fit_source(source, source_text, params, context.out / "source", context.progress)
     teacher_items = source_item_vectors(source_model, target_text, matches)
+    source_mf, source_mf_entry = fit_source_mf(source, params, context.out / "source-mf", context.progress)
+    mf_items = transferred_item_table(source_mf.item_embedding.weight.detach(), source_text, target_text,
+                                      matches, params.text_map_ridge)
     source_seconds = time.perf_counter() - started
 
     per_seed: dict[tuple[float, str], list[dict]] = {}
@@ -97,7 +110,7 @@ def cross_domain(context: ScenarioContext, source, params: CrossDomainParams) ->
             thin = subsample_train(split, fraction, seed)
             where = context.out / f"train-{fraction:g}" / f"seed-{seed}"
             for name, result in _target_models(target, thin, target_text, source_model, teacher_items,
-                                               params, seed, where, context.progress).items():
+                                               mf_items, params, seed, where, context.progress).items():
                 per_seed.setdefault((fraction, name), []).append(result)
     table = _table(per_seed, params.fractions)
     n_matched = int((matches >= 0).sum())
@@ -107,11 +120,14 @@ def cross_domain(context: ScenarioContext, source, params: CrossDomainParams) ->
              f"thinned per user (valid/test unchanged); test {METRIC}, mean and std over seeds {context.seeds}; "
              f"lift vs {BASELINE} and vs the best target-only model. Dropped train interactions are neither "
              f"masked nor ground truth, so every model (pop too) scores lower when thinned. The source model is fitted once (seed 0) and reused for every seed "
-             f"and sparsity (source test {METRIC} {source_entry['test'][METRIC]:.4f}).")
+             f"and sparsity (source test {METRIC}: two-tower {source_entry['test'][METRIC]:.4f}, "
+             f"MF {source_mf_entry['test'][METRIC]:.4f}).")
     details = {"matched_titles": n_matched, "target_items": target.n_items, "source_items": source.n_items,
                "source": {"dataset": params.source, "test": source_entry["test"],
                           "train_seconds": source_entry.get("train_seconds"),
-                          "best_epoch": source_entry.get("best_epoch")},
+                          "best_epoch": source_entry.get("best_epoch"),
+                          "mf": {"test": source_mf_entry["test"], "best_epoch": source_mf_entry.get("best_epoch"),
+                                 "train_seconds": source_mf_entry.get("train_seconds")}},
                "source_seconds": source_seconds,
                "per_seed": [{"train_fraction": f, "model": m, "runs": r} for (f, m), r in per_seed.items()]}
     return ScenarioResult(table=table, notes=notes, details=details)
@@ -177,6 +193,47 @@ def fit_source(source, text: torch.Tensor, params: CrossDomainParams, out: Path,
     return model.eval(), metrics["models"]["source"]
 
 
+def fit_source_mf(source, params: CrossDomainParams, out: Path, progress: bool):
+    """The target's MF (params.mf's params) on the whole source, same split as the source
+    two-tower, early stopping on its validation: its item table is what travels."""
+    from distillrec import experiment
+    from distillrec.data.splitting import make_split
+    from distillrec.params import make_train_config
+    from distillrec.students.mf import MatrixFactorization
+
+    split = make_split(source, "random", seed=params.source_split_seed)
+    model = MatrixFactorization.build(source, split, seed=0, **params.mf.params)
+    train_config = make_train_config(params.source_mf_train, 0)
+    config = {"command": "scenario cross-domain", "model": "mf", "dataset": params.source,
+              "split": split.name, "split_params": split.params, "seed": 0,
+              "train": train_config.model_dump(mode="json")}
+    metrics = experiment.fit_model(MatrixFactorization, "source-mf", source, split, model_params=params.mf.params,
+                                   train_config=train_config, run_dir=out, config=config, progress=progress,
+                                   model=model)
+    return model.eval(), metrics["models"]["source-mf"]
+
+
+@torch.no_grad()
+def transferred_item_table(source_items: torch.Tensor, source_text: torch.Tensor, target_text: torch.Tensor,
+                           matches: np.ndarray, ridge: float = 1.0) -> torch.Tensor:
+    """[n_target_items, d]: a matched target item's source embedding; an unmatched one's text
+    through the ridge map (with intercept) from text vectors to the source item embeddings,
+    fitted on every source item."""
+    if len(source_items) != len(source_text) or len(matches) != len(target_text):
+        raise DataError("cross-domain transfer", f"{len(source_items)} source item vectors for "
+                        f"{len(source_text)} source texts, {len(matches)} matches for {len(target_text)} "
+                        "target texts", expected="one vector and one text per item")
+    x, y = source_text.double(), source_items.double()
+    x_mean, y_mean = x.mean(0), y.mean(0)
+    xc = x - x_mean
+    gram = xc.T @ xc + ridge * torch.eye(x.shape[1], dtype=x.dtype)
+    weights = torch.linalg.solve(gram, xc.T @ (y - y_mean))
+    table = ((target_text.double() - x_mean) @ weights + y_mean).to(source_items.dtype)
+    matched = torch.as_tensor(np.flatnonzero(matches >= 0))
+    table[matched] = source_items[torch.as_tensor(matches[matches >= 0])]
+    return table
+
+
 @torch.no_grad()
 def source_item_vectors(source_model, target_text: torch.Tensor, matches: np.ndarray) -> torch.Tensor:
     """[n_target_items, d]: target items through the source item tower: from their text alone,
@@ -217,8 +274,8 @@ class SourceItemDistillation(nn.Module):
                                           kind="cosine")
 
 
-def _target_models(target, split, target_text, source_model, teacher_items, params: CrossDomainParams,
-                   seed: int, out: Path, progress: bool) -> dict[str, dict]:
+def _target_models(target, split, target_text, source_model, teacher_items, mf_items: torch.Tensor,
+                   params: CrossDomainParams, seed: int, out: Path, progress: bool) -> dict[str, dict]:
     from distillrec import experiment
     from distillrec.evaluation.scoring import baseline_scorer, evaluate_scorer
     from distillrec.params import make_train_config
@@ -253,6 +310,10 @@ def _target_models(target, split, target_text, source_model, teacher_items, para
                        "valid": {METRIC: pop["valid"][METRIC]}}}
     results["mf"] = fit("mf", MatrixFactorization, MatrixFactorization.build(
         target, split, seed=seed, **params.mf.params), params.mf.params, params.mf.train)
+    transferred = MatrixFactorization.build(target, split, seed=seed, **params.mf.params)
+    transferred.item_embedding.weight.data.copy_(mf_items)  # the users start fresh: they are disjoint
+    results["transfer (MF ids)"] = fit("transfer (MF ids)", MatrixFactorization, transferred, params.mf.params,
+                                       params.mf.train)
     for name, pretrained, kd in ((BASELINE, False, False), ("transfer (init)", True, False),
                                  ("transfer (init+kd)", True, True)):
         extra = (SourceItemDistillation(teacher_items, tower_params.get("dim", 64), params.kd_weight, seed)
