@@ -111,13 +111,20 @@ def test_scenario_end_to_end_without_the_cold_items_teacher_vectors(cold_items, 
     assert len(result.details["per_seed"]["content-kd"]) == 2
     # Paired over users within the test's cold items, the distilled student's per-user values
     # averaged over its seeds: the same means as the table's.
-    paired = {(row["model"], row["vs"]): row for row in result.details["paired"]}
-    vs_teacher = paired[("content-kd", "teacher (language model)")]
+    paired = {(row["model"], row["vs"], row["metric"]): row for row in result.details["paired"]}
+    assert len(paired) == 6
+    vs_teacher = paired[("content-kd", "teacher (language model)", "test cold ndcg@5")]
     assert vs_teacher["base"] == pytest.approx(rows["teacher (language model)"]["cold ndcg@5"])
     assert vs_teacher["other"] == pytest.approx(rows["content-kd"]["cold ndcg@5"])
-    assert paired[("content-kd", "content")]["base"] == pytest.approx(rows["content"]["cold ndcg@5"])
-    vs_knn = paired[("content-kd", "text-kNN (language model)")]
+    assert paired[("content-kd", "content", "test cold ndcg@5")]["base"] == pytest.approx(rows["content"]["cold ndcg@5"])
+    vs_knn = paired[("content-kd", "text-kNN (language model)", "test cold ndcg@5")]
     assert vs_knn["base"] == pytest.approx(rows["text-kNN (language model)"]["cold ndcg@5"])
     assert vs_knn["other"] == pytest.approx(rows["content-kd"]["cold ndcg@5"])
+    # The mixed catalogue's cold-item recall and the warm items' NDCG, paired the same way.
+    catalog = paired[("content-kd", "text-kNN (language model)", "test catalog recall@5")]
+    assert catalog["base"] == pytest.approx(rows["text-kNN (language model)"]["catalog recall@5"])
+    assert catalog["other"] == pytest.approx(rows["content-kd"]["catalog recall@5"])
+    warm = paired[("content-kd", "content", "test warm ndcg@5")]
+    assert warm["base"] == pytest.approx(rows["content"]["warm ndcg@5"])
     assert result.details["encoding"]["student_items_per_s"] > 0 and rows["content"]["items/s (1 thread)"] > 0
     assert (tmp_path / "scenario" / "runs" / "content-kd-s1" / "manifest.json").exists()

@@ -142,9 +142,15 @@ class ColdItemProtocol:
         return {f"{where} {metric}@{k}": results[where][f"{metric}@{k}"]
                 for where in results for k in self.ks for metric in ("recall", "ndcg")}
 
-    def per_user_cold(self, scorer: Callable) -> tuple[np.ndarray, np.ndarray]:
-        """(users, NDCG@k within the test's cold items) for paired tests between models."""
-        return self._test_truth.per_user(scorer, "test", f"ndcg@{self.ks[0]}", candidates=self.test_cold)
+    def per_user(self, scorer: Callable, ranking: str = "cold", metric: str = "ndcg") -> tuple[np.ndarray, np.ndarray]:
+        """(users, metric@k in `ranking`: "cold", "catalog" or "warm") for paired tests between models."""
+        key = f"{metric}@{self.ks[0]}"
+        if ranking == "catalog":
+            return self._cold_truth.per_user(scorer, "test", key)
+        if ranking not in ("cold", "warm"):
+            raise DistillrecError(f"cold-item: no per-user ranking {ranking!r}; expected cold, catalog or warm")
+        candidates = self.test_cold if ranking == "cold" else self.warm
+        return self._test_truth.per_user(scorer, "test", key, candidates=candidates)
 
 
 # --------------------------------------------------------------------------- encoding cost
@@ -207,13 +213,21 @@ def run(context: ScenarioContext) -> ScenarioResult:
     for label, models in students.items():
         per_seed[label] = [protocol.evaluate(model_scorer(model, split, "test")) for model in models]
     table = [summarise(label, values) for label, values in per_seed.items()]
-    per_user = {TEACHER: protocol.per_user_cold(teacher_scorer), TEXT_KNN: protocol.per_user_cold(knn_scorer)}
-    for label, models in students.items():  # each user's value averaged over the student seeds
-        values = [protocol.per_user_cold(model_scorer(model, split, "test")) for model in models]
-        per_user[label] = (values[0][0], np.mean([v for _, v in values], axis=0))
-    paired = [{"model": other, "vs": base, "metric": f"test cold ndcg@{protocol.ks[0]}",
-               **paired_users(per_user[base], per_user[other])}
-              for base, other in ((UNDISTILLED, DISTILLED), (TEACHER, DISTILLED), (TEXT_KNN, DISTILLED))]
+    scorers = {TEACHER: [teacher_scorer], TEXT_KNN: [knn_scorer],
+               **{label: [model_scorer(model, split, "test") for model in models] for label, models in students.items()}}
+
+    def per_user(label: str, ranking: str, metric: str):  # each user's value averaged over the seeds
+        values = [protocol.per_user(scorer, ranking, metric) for scorer in scorers[label]]
+        return values[0][0], np.mean([v for _, v in values], axis=0)
+
+    # The cold ranking first (paired[2] is the notes' text-kNN comparison); then the mixed
+    # catalogue's cold-item recall and what distillation costs the warm items.
+    comparisons = [("cold", "ndcg", base, DISTILLED) for base in (UNDISTILLED, TEACHER, TEXT_KNN)]
+    comparisons += [("catalog", "recall", base, DISTILLED) for base in (TEXT_KNN, UNDISTILLED)]
+    comparisons += [("warm", "ndcg", UNDISTILLED, DISTILLED)]
+    paired = [{"model": other, "vs": base, "metric": f"test {ranking} {metric}@{protocol.ks[0]}",
+               **paired_users(per_user(base, ranking, metric), per_user(other, ranking, metric))}
+              for ranking, metric, base, other in comparisons]
 
     teacher_params = context.config.teacher.params
     speed = encoding_speed(students[DISTILLED][0], teacher.dataset.items,
