@@ -236,6 +236,7 @@ def test_scenario_tables_are_averaged_over_splits_and_paired_again():
     from scipy import stats
     assert pair["t_p"] == pytest.approx(stats.ttest_rel([0.40, 0.44, 0.42], [0.50, 0.52, 0.45]).pvalue)
     assert result["notes"].startswith("Mean ± std over split seeds [0, 1, 2]")
+    assert "Split 0's notes (its own figures): " in result["notes"]  # not to be read as the means
 
 
 def test_a_scenario_missing_from_a_split_is_not_summarised():

@@ -111,8 +111,9 @@ def summarise_scenarios(per_split: dict[int, dict], seeds: list[int]) -> dict:
         table = [_row_over_splits(row, [r["table"] for r in results]) for row in first["table"]]
         paired = [pair for row in first.get("details", {}).get("paired", [])
                   if (pair := _pair_over_splits(row, results, seeds)) is not None]
+        # The notes' figures (selections, lifts) are one split's: say so, the table is the mean.
         notes = (f"Mean ± std over split seeds {seeds} (each split: its own held-out set and teacher). "
-                 + first.get("notes", ""))
+                 f"Split {seeds[0]}'s notes (its own figures): " + first.get("notes", ""))
         out[name] = {"table": table, "notes": notes, "details": {"paired": paired}}
     return out
 
