@@ -116,6 +116,35 @@ def test_ranking_term_scores_each_rows_teacher_top_k_with_position_weights(knowl
     torch.testing.assert_close(objective(model, batch)["kd/ranking-distillation"], expected)
 
 
+def test_per_user_terms_read_only_each_users_newest_sequence_window(knowledge):
+    # The teacher's top-K comes from a user's whole training history, so only the window that
+    # ends there is its target: an older window's rows must not change the per-user terms.
+    model = SASRec(N_USERS, N_ITEMS, dim=4, n_heads=1, inner_size=8, max_len=6).eval()
+    spec = {"ranking": {"weight": 1.0, "k": 4}, "relaxed-ranking": {"weight": 1.0, "k": 4, "negatives": 5}}
+    objective = DistillObjective(spec, knowledge, model)
+    batch = sequence_batch()
+    newest = torch.tensor([True, False] * 5)
+    only_newest = {k: v[newest] for k, v in batch.items()}
+    with_flags = objective(model, {**batch, "newest": newest})
+    top = knowledge.tensors["top_items"][only_newest["user"], :4]
+    student = model.encode(only_newest["seq"][:, 1:], last_only=True)[:, -1]
+    expected = ranking_distillation((student.unsqueeze(1) * model.item_vectors(top)).sum(-1), lam=10.0)
+    torch.testing.assert_close(with_flags["kd/ranking-distillation"], expected)
+    scrambled = batch["seq"].clone()
+    scrambled[~newest] = torch.randint(1, N_ITEMS + 1, scrambled[~newest].shape, generator=torch.Generator().manual_seed(9))
+    objective.step.zero_()  # the same sampled negatives for the relaxed-ranking term
+    again = objective(model, {**batch, "seq": scrambled, "newest": newest})
+    for name in with_flags:
+        torch.testing.assert_close(again[name], with_flags[name])
+    # The user-level terms (feature on users, relations) take the newest windows' rows too.
+    feature = DistillObjective({"feature": {"weight": 1.0, "on": "user"}}, knowledge, model)
+    torch.testing.assert_close(feature(model, {**batch, "newest": newest})["kd/feature"],
+                               feature(model, {**batch, "seq": scrambled, "newest": newest})["kd/feature"])
+    objective.step.zero_()
+    without = objective(model, batch)  # no flags (pairs, or older callers): every row counts
+    assert not torch.allclose(without["kd/ranking-distillation"], with_flags["kd/ranking-distillation"])
+
+
 def test_catalogue_ranks_count_the_items_scored_strictly_higher_like_student_ranks():
     generator = torch.Generator().manual_seed(3)
     catalogue = torch.randint(0, 6, (5, 40), generator=generator).float()  # many ties

@@ -69,6 +69,18 @@ def test_sequence_windows_follow_time_not_table_order():
     assert sequence_windows(history, 1, 4)[1].tolist() == [[0, 3, 4, 2]]
 
 
+def test_sequence_batches_flag_each_users_newest_window_whatever_the_order():
+    history = interactions([(0, i) for i in range(7)] + [(1, 3), (2, 4), (2, 5)])
+    batches = SequenceBatches(history, n_users=4, max_len=3)
+    (batch,) = list(batches.epoch(16, torch.Generator().manual_seed(1)))
+    last_item = {0: 6 + 1, 2: 5 + 1}  # item index + 1 of each user's most recent interaction
+    flags = {(u, tuple(w)): bool(n) for u, w, n in zip(batch["user"].tolist(), batch["seq"].tolist(),
+                                                        batch["newest"].tolist())}
+    assert len(flags) == 3 and sum(flags.values()) == 2
+    for (user, window), newest in flags.items():
+        assert newest == (window[-1] == last_item[user])
+
+
 def test_sequence_batches_draw_a_negative_per_position():
     history = interactions([(0, i) for i in range(6)] + [(1, 2), (1, 3)])
     batches = SequenceBatches(history, n_users=2, max_len=3, n_negatives=2, sampler=NegativeSampler(history, 8))

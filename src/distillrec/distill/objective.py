@@ -160,7 +160,12 @@ def _term(cls: type[Term]) -> type[Term]:
 
 
 def _unique_rows(view: BatchView) -> torch.Tensor:
-    """Row index of the first occurrence of each distinct user in the batch."""
+    """Row index of the first occurrence of each distinct user in the batch; for sequence
+    windows, the rows of users' newest windows (one per user): the state the teacher's user
+    vector, taken after the whole training history, describes."""
+    newest = view.batch.get("newest")
+    if newest is not None:
+        return newest.nonzero().squeeze(1)
     users = view.users
     order = torch.argsort(users, stable=True)
     first = torch.ones_like(users, dtype=torch.bool)
@@ -506,11 +511,16 @@ class DistillObjective(nn.Module):
         step = int(self.step)
         # Sampling seeded by (seed, step): a run resumed from a checkpoint draws the same items.
         self.generator.manual_seed((self.seed << 32) + step)
+        # Sequence windows: only a user's newest window ends where the per-user knowledge
+        # (the teacher's top-K after the whole training history) looks ahead from.
+        rows = batch.get("newest")
         out = {}
         for name, term in self.terms.items():
             loss = term(view, self.generator)
             if term.per_user:
-                loss = (loss * weights).mean() if weights is not None else loss.mean()
+                if weights is not None:
+                    loss = loss * weights
+                loss = loss.mean() if rows is None else (loss * rows).sum() / rows.sum().clamp(min=1)
             contribution = self.weightings[name]({name: loss})
             if (schedule := self.schedules[name]) is not None:
                 contribution = contribution * schedule(step)

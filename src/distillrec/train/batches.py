@@ -152,6 +152,9 @@ class SequenceBatches(_EpochBatches):
     predicts seq[:, 1:] at every position. Histories longer than max_len + 1 are cut into
     several windows from the most recent end, so every training item is a target once (the
     first item of a user's history has no context and is never a target).
+    "newest": [B] bool, the window that ends at the user's last training item: the only one
+    whose final state predicts what the teacher's per-user knowledge (top-K from the whole
+    training history) speaks about, so distillation's per-user terms read only those rows.
     With n_negatives > 0, "neg": [B, max_len, n_negatives] item indices (no +1 shift)."""
 
     def __init__(self, interactions: pd.DataFrame, n_users: int, max_len: int, n_negatives: int = 0,
@@ -159,7 +162,9 @@ class SequenceBatches(_EpochBatches):
         if n_negatives > 0 and sampler is None:
             raise ValueError("n_negatives > 0 needs a NegativeSampler")
         users, windows = sequence_windows(interactions, n_users, max_len + 1)
-        self.users, self.windows = users.to(device), windows.to(device)
+        newest = torch.ones(len(users), dtype=torch.bool)  # windows come newest first per user
+        newest[1:] = users[1:] != users[:-1]
+        self.users, self.windows, self.newest = users.to(device), windows.to(device), newest.to(device)
         self.max_len, self.n_negatives, self.sampler, self._device = max_len, n_negatives, sampler, device
         self._owners_per_row = max_len
 
@@ -167,7 +172,7 @@ class SequenceBatches(_EpochBatches):
         return self.users.numel()
 
     def _columns(self, rows: torch.Tensor) -> Batch:
-        return {"user": self.users[rows], "seq": self.windows[rows]}
+        return {"user": self.users[rows], "seq": self.windows[rows], "newest": self.newest[rows]}
 
     def _negative_owners(self, columns: Batch) -> torch.Tensor:
         return columns["user"].unsqueeze(1).expand(-1, self.max_len)
