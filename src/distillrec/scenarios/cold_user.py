@@ -241,6 +241,7 @@ def evaluate_cold_users(split: Split, users_table: pd.DataFrame, ks: tuple[int, 
     evaluator = Evaluator(split, ks=(10,))
 
     per_user: dict[str, dict[int, list[np.ndarray]]] = {}  # label -> k -> test values per seed
+    tested_users: list[np.ndarray] = []  # every evaluation's users: the pairs need them equal
 
     def test_value(label: str, k: int, scorer) -> float:
         tested, values = evaluator.per_user(scorer, "test", METRIC, users=users)
@@ -266,7 +267,6 @@ def evaluate_cold_users(split: Split, users_table: pd.DataFrame, ks: tuple[int, 
             selection.setdefault("history_prior", {})[label] = values
             selected.setdefault("history_prior", {})[label] = {str(k): [f.chosen[k] for f in choices] for k in ks}
 
-    tested_users: list[np.ndarray] = []
     per_seed = {POPULARITY: [per_k(POPULARITY, lambda part, k: popularity)],
                 PROFILE_POPULARITY: [per_k(PROFILE_POPULARITY, lambda part, k: profile)]}
     for label, factories in models.items():
