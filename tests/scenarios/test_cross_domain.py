@@ -150,4 +150,11 @@ def test_tiny_end_to_end_run(domains, tmp_path):
     assert [r["seed"] for r in runs[(0.3, "mf")]] == [3]
     assert (tmp_path / "source" / "metrics.json").exists() and (tmp_path / "source-mf" / "metrics.json").exists()
     assert 0 <= result.details["source"]["mf"]["test"]["ndcg@10"] <= 1
+    # Each transfer against its own architecture, per fraction: over users per seed, then seeds.
+    paired = {(p["model"], p["vs"], p["metric"]): p for p in result.details["paired"]}
+    assert len(paired) == 6
+    ids = paired[("transfer (MF ids)", "mf", "test ndcg@10 at 0.3 of the target")]
+    assert ids["n_splits"] == 1 and [c["seed"] for c in ids["per_split"]] == [3]
+    assert ids["base_mean"] == pytest.approx(rows[(0.3, "mf")]["ndcg@10"])
+    assert ids["other_mean"] == pytest.approx(rows[(0.3, "transfer (MF ids)")]["ndcg@10"])
     assert "users disjoint" in result.notes and "6 of 24" in result.notes

@@ -113,6 +113,7 @@ def cross_domain(context: ScenarioContext, source, params: CrossDomainParams) ->
                                                mf_items, params, seed, where, context.progress).items():
                 per_seed.setdefault((fraction, name), []).append(result)
     table = _table(per_seed, params.fractions)
+    paired = _paired(context.out, params.fractions, context.seeds)
     n_matched = int((matches >= 0).sum())
     notes = (f"Source {params.source} ({source.n_users:,} users, {source.n_items:,} items) -> target "
              f"{context.config.data.dataset} ({target.n_users:,} users, {target.n_items:,} items); users disjoint; "
@@ -129,7 +130,8 @@ def cross_domain(context: ScenarioContext, source, params: CrossDomainParams) ->
                           "mf": {"test": source_mf_entry["test"], "best_epoch": source_mf_entry.get("best_epoch"),
                                  "train_seconds": source_mf_entry.get("train_seconds")}},
                "source_seconds": source_seconds,
-               "per_seed": [{"train_fraction": f, "model": m, "runs": r} for (f, m), r in per_seed.items()]}
+               "per_seed": [{"train_fraction": f, "model": m, "runs": r} for (f, m), r in per_seed.items()],
+               "paired": paired}
     return ScenarioResult(table=table, notes=notes, details=details)
 
 
@@ -321,6 +323,33 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
         results[name] = fit(name, TwoTower, two_tower(pretrained), params.two_tower.params,
                             params.two_tower.train, extra_loss=extra)
     return results
+
+
+#: (base, transferred) pairs tested at every fraction: each transfer against its own
+#: architecture trained on the target alone.
+PAIRS = ((BASELINE, "transfer (init)"), (BASELINE, "transfer (init+kd)"), ("mf", "transfer (MF ids)"))
+
+
+def _run_dir(out: Path, fraction: float, seed: int, name: str) -> Path:
+    return out / f"train-{fraction:g}" / f"seed-{seed}" / _slug(name)
+
+
+def _paired(out: Path, fractions: list[float], seeds: list[int]) -> list[dict]:
+    """PAIRS at every fraction: per seed, paired over the test users (Wilcoxon, from each
+    run's per_user.parquet), then the seeds' means paired (t): in `per_split`, as the
+    resampled scenarios report them."""
+    from distillrec.evaluation.scoring import read_per_user
+    from distillrec.evaluation.significance import paired_splits, paired_users
+
+    rows = []
+    for fraction in fractions:
+        for base, other in PAIRS:
+            cells = [paired_users(read_per_user(_run_dir(out, fraction, seed, base)),
+                                  read_per_user(_run_dir(out, fraction, seed, other))) for seed in seeds]
+            rows.append({"model": other, "vs": base, "metric": f"test {METRIC} at {fraction:g} of the target",
+                         **paired_splits([c["base"] for c in cells], [c["other"] for c in cells]),
+                         "per_split": [{"seed": seed, **cell} for seed, cell in zip(seeds, cells)]})
+    return rows
 
 
 def _slug(name: str) -> str:
