@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from functools import cache
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -216,6 +217,7 @@ def run(context: ScenarioContext) -> ScenarioResult:
     scorers = {TEACHER: [teacher_scorer], TEXT_KNN: [knn_scorer],
                **{label: [model_scorer(model, split, "test") for model in models] for label, models in students.items()}}
 
+    @cache  # a model takes part in several comparisons: score it once per ranking and metric
     def per_user(label: str, ranking: str, metric: str):  # each user's value averaged over the seeds
         values = [protocol.per_user(scorer, ranking, metric) for scorer in scorers[label]]
         return values[0][0], np.mean([v for _, v in values], axis=0)

@@ -140,9 +140,7 @@ class PriorChoice:
         self.model, self.split, self.priors = model, split, [float(p) for p in priors]
         self.chosen: dict[int, float] = {}
 
-    def scorer(self, part: str, k: int, prior: float) -> Callable:
-        inner = history_scorer(self.model, shown_history(self.split, k, part))
-
+    def _with_prior(self, inner: Callable, prior: float) -> Callable:
         def scorer(users: torch.Tensor) -> torch.Tensor:
             self.model.history_prior = prior  # set per call: several scorers share the model
             return inner(users)
@@ -150,13 +148,14 @@ class PriorChoice:
 
     def choose(self, k: int, valid_value: Callable[[Callable], float]) -> dict[str, float]:
         """Pick the prior for k by `valid_value(scorer)` (valid part only); {str(prior): value}."""
-        self.chosen[k], values = best(self.priors, lambda prior: valid_value(self.scorer("valid", k, prior)))
+        inner = history_scorer(self.model, shown_history(self.split, k, "valid"))  # one history for every prior
+        self.chosen[k], values = best(self.priors, lambda prior: valid_value(self._with_prior(inner, prior)))
         return {str(p): v for p, v in zip(self.priors, values)}
 
     def __call__(self, part: str, k: int) -> Callable:
         if k not in self.chosen:
             raise DistillrecError(f"cold-user scenario: no history prior chosen for k={k} yet")
-        return self.scorer(part, k, self.chosen[k])
+        return self._with_prior(history_scorer(self.model, shown_history(self.split, k, part)), self.chosen[k])
 
 
 # --------------------------------------------------------------------------- blend

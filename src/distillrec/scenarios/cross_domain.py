@@ -97,9 +97,12 @@ def cross_domain(context: ScenarioContext, source, params: CrossDomainParams) ->
     started = time.perf_counter()
     source_text = encode_texts(item_texts(source.items, params.template), params.template, params.encoder)
     target_text = encode_texts(item_texts(target.items, params.template), params.template, params.encoder)
-    source_model, source_entry = fit_source(source, source_text, params, context.out / "source", context.progress)
+    on_source = source_split(source, params)
+    source_model, source_entry = fit_source(source, on_source, source_text, params, context.out / "source",
+                                            context.progress)
     teacher_items = source_item_vectors(source_model, target_text, matches)
-    source_mf, source_mf_entry = fit_source_mf(source, params, context.out / "source-mf", context.progress)
+    source_mf, source_mf_entry = fit_source_mf(source, on_source, params, context.out / "source-mf",
+                                               context.progress)
     mf_items = transferred_item_table(source_mf.item_embedding.weight.detach(), source_text, target_text,
                                       matches, params.text_map_ridge)
     source_seconds = time.perf_counter() - started
@@ -108,7 +111,7 @@ def cross_domain(context: ScenarioContext, source, params: CrossDomainParams) ->
     for fraction in params.fractions:
         for seed in context.seeds:
             thin = subsample_train(split, fraction, seed)
-            where = context.out / f"train-{fraction:g}" / f"seed-{seed}"
+            where = _seed_dir(context.out, fraction, seed)
             for name, result in _target_models(target, thin, target_text, source_model, teacher_items,
                                                mf_items, params, seed, where, context.progress).items():
                 per_seed.setdefault((fraction, name), []).append(result)
@@ -174,45 +177,47 @@ def match_titles(source_items: pd.DataFrame, target_items: pd.DataFrame) -> np.n
 
 # --- the source model -------------------------------------------------------------------
 
-def fit_source(source, text: torch.Tensor, params: CrossDomainParams, out: Path, progress: bool):
-    """The two-tower on the whole source (random split, early stopping on its validation),
-    items read as text only: its item tower is what travels."""
-    from distillrec import experiment
+def source_split(source, params: CrossDomainParams):
+    """The random split both source models train and stop early on."""
     from distillrec.data.splitting import make_split
-    from distillrec.params import make_train_config
+
+    return make_split(source, "random", seed=params.source_split_seed)
+
+
+def fit_source(source, split, text: torch.Tensor, params: CrossDomainParams, out: Path, progress: bool):
+    """The two-tower on the whole source (early stopping on its validation), items read as
+    text only: its item tower is what travels."""
     from distillrec.students.two_tower import TwoTower
 
-    split = make_split(source, "random", seed=params.source_split_seed)
-    model_params = {**params.two_tower.params, "item_columns": ()}
-    model = TwoTower.build(source, split, content=text, seed=0, **model_params)
-    train_config = make_train_config(params.source_train, 0)
-    config = {"command": "scenario cross-domain", "model": "two-tower", "dataset": params.source,
-              "split": split.name, "split_params": split.params, "seed": 0,
-              "train": train_config.model_dump(mode="json")}
-    metrics = experiment.fit_model(TwoTower, "source", source, split, model_params=params.two_tower.params,
-                                   train_config=train_config,
-                                   run_dir=out, config=config, progress=progress, model=model)
-    return model.eval(), metrics["models"]["source"]
+    model = TwoTower.build(source, split, content=text, seed=0, **{**params.two_tower.params, "item_columns": ()})
+    return _fit_on_source(source, split, params, TwoTower, "source", "two-tower", model, params.two_tower.params,
+                          params.source_train, out, progress)
 
 
-def fit_source_mf(source, params: CrossDomainParams, out: Path, progress: bool):
-    """The target's MF (params.mf's params) on the whole source, same split as the source
-    two-tower, early stopping on its validation: its item table is what travels."""
-    from distillrec import experiment
-    from distillrec.data.splitting import make_split
-    from distillrec.params import make_train_config
+def fit_source_mf(source, split, params: CrossDomainParams, out: Path, progress: bool):
+    """The target's MF (params.mf's params) on the whole source, early stopping on its
+    validation: its item table is what travels."""
     from distillrec.students.mf import MatrixFactorization
 
-    split = make_split(source, "random", seed=params.source_split_seed)
     model = MatrixFactorization.build(source, split, seed=0, **params.mf.params)
-    train_config = make_train_config(params.source_mf_train, 0)
-    config = {"command": "scenario cross-domain", "model": "mf", "dataset": params.source,
+    return _fit_on_source(source, split, params, MatrixFactorization, "source-mf", "mf", model,
+                          params.mf.params, params.source_mf_train, out, progress)
+
+
+def _fit_on_source(source, split, params: CrossDomainParams, model_cls, name: str, kind: str, model,
+                    model_params: dict, train: dict, out: Path, progress: bool):
+    """(the trained model in eval mode, its metrics entry): one run directory under `out`."""
+    from distillrec import experiment
+    from distillrec.params import make_train_config
+
+    train_config = make_train_config(train, 0)
+    config = {"command": "scenario cross-domain", "model": kind, "dataset": params.source,
               "split": split.name, "split_params": split.params, "seed": 0,
               "train": train_config.model_dump(mode="json")}
-    metrics = experiment.fit_model(MatrixFactorization, "source-mf", source, split, model_params=params.mf.params,
+    metrics = experiment.fit_model(model_cls, name, source, split, model_params=model_params,
                                    train_config=train_config, run_dir=out, config=config, progress=progress,
                                    model=model)
-    return model.eval(), metrics["models"]["source-mf"]
+    return model.eval(), metrics["models"][name]
 
 
 @torch.no_grad()
@@ -330,8 +335,13 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
 PAIRS = ((BASELINE, "transfer (init)"), (BASELINE, "transfer (init+kd)"), ("mf", "transfer (MF ids)"))
 
 
+def _seed_dir(out: Path, fraction: float, seed: int) -> Path:
+    """Where one (fraction, seed)'s target models are trained, each in `_slug(name)` below it."""
+    return out / f"train-{fraction:g}" / f"seed-{seed}"
+
+
 def _run_dir(out: Path, fraction: float, seed: int, name: str) -> Path:
-    return out / f"train-{fraction:g}" / f"seed-{seed}" / _slug(name)
+    return _seed_dir(out, fraction, seed) / _slug(name)
 
 
 def _paired(out: Path, fractions: list[float], seeds: list[int]) -> list[dict]:
