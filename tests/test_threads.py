@@ -10,7 +10,8 @@ from distillrec import pipeline, threads
 from distillrec.config import ExperimentConfig, dump_config, parse_config
 from distillrec.errors import DistillrecError
 
-VARIABLES = ("DISTILLREC_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "LOCAL_WORLD_SIZE")
+VARIABLES = ("DISTILLREC_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "LOCAL_WORLD_SIZE",
+             "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
 
 
 @pytest.fixture(autouse=True)
@@ -83,6 +84,29 @@ def test_applied_before_torch_is_imported_torch_is_told_when_used(monkeypatch):
     assert os.environ["OMP_NUM_THREADS"] == "1"
     torch.set_num_threads(3)
     assert threads.ensure() == 1
+
+
+def test_before_torch_loads_openmp_its_idle_threads_are_told_to_sleep_sooner(monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.delitem(sys.modules, "torch")
+        threads.apply(2)
+    assert os.environ["GOMP_SPINCOUNT"] == threads.SPIN_COUNT == "1000"
+
+
+@pytest.mark.parametrize("users_variable", [("GOMP_SPINCOUNT", "50"), ("OMP_WAIT_POLICY", "ACTIVE")])
+def test_a_spin_or_wait_policy_the_user_set_is_kept(monkeypatch, users_variable):
+    monkeypatch.setenv(*users_variable)
+    with monkeypatch.context() as patch:
+        patch.delitem(sys.modules, "torch")
+        threads.apply(2)
+    assert os.environ[users_variable[0]] == users_variable[1]
+    if users_variable[0] == "OMP_WAIT_POLICY":
+        assert "GOMP_SPINCOUNT" not in os.environ  # the policy decides the spinning; no count beside it
+
+
+def test_once_torch_is_loaded_the_spin_is_not_touched():
+    threads.apply(1)  # libgomp read its environment when torch loaded it: setting it now would only mislead
+    assert "GOMP_SPINCOUNT" not in os.environ
 
 
 def test_parallel_jobs_divide_the_cores(monkeypatch):

@@ -11,6 +11,14 @@ the config key as `requested`; the flag stays out of the config, so it never cha
 cache key. Under torchrun the CPU-set default is divided between the local ranks. Parallel jobs
 (`ablate --jobs`) get `per_job(jobs)` each instead of the full count. `apply` also exports the
 count to $DISTILLREC_THREADS and the OpenMP/MKL/OpenBLAS variables, so child processes inherit it.
+
+Dividing the cores needs to know the other runs; two runs started by hand do not. What makes
+them thrash is OpenMP's idle threads spinning (libgomp spins 300,000 times before sleeping,
+unless it knows its own threads outnumber the cores): each run's spinning threads take the
+cores the other run's working threads wait for (an ML-1M MF epoch took 7x as long beside a
+second run; BENCHMARKS.md, "Two runs at once"). So `apply`, when it runs before torch loads
+libgomp, also sets GOMP_SPINCOUNT to libgomp's own oversubscribed value, unless the user set it
+or OMP_WAIT_POLICY: idle threads sleep sooner, at a small cost to a run alone.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from distillrec.errors import DistillrecError
 
 ENV = "DISTILLREC_THREADS"
 _LIBRARY_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: libgomp's spin count when it knows it is oversubscribed (its default otherwise: 300,000)
+SPIN_COUNT = "1000"
 
 _flag: int | None = None     # the CLI's --threads, over any requested count
 _applied: int | None = None  # what apply() last gave this process
@@ -71,13 +81,16 @@ def apply(n: int) -> int:
     processes (and a torch imported later) read. Returns n.
 
     Torch is told now only if it is already imported, so that `distillrec CMD --help` stays
-    fast; otherwise it reads OMP_NUM_THREADS when imported and `ensure` confirms it."""
+    fast; otherwise it reads OMP_NUM_THREADS when imported and `ensure` confirms it, and libgomp
+    reads the shorter spin (module docstring) when torch loads it."""
     global _applied, _torch_pending
     n = int(n)
     for name in (ENV, *_LIBRARY_ENV):
         os.environ[name] = str(n)
     _applied = n
     _torch_pending = "torch" not in sys.modules
+    if _torch_pending and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
     if not _torch_pending:
         import torch
 
