@@ -42,13 +42,19 @@ baseline, `rss_after_imports_bytes`, because every child also runs our Evaluator
                      library imports are outside every timer (implicit's modules, and
                      torch._dynamo, which torch's first Optimizer imports: about 1 s)
   ndcg@10, recall@10 test part, full ranking, train + valid items masked (our Evaluator)
+Time to the same quality (the house rule for timing a peer; --trace): every side also scores the
+test part after each of its epochs (iterations), outside its timers, and the parent reports the
+seconds each needed to first reach implicit BPR's own final test NDCG@10: cumulative per-epoch
+seconds (ours: the Trainer's `train_seconds`; implicit: the seconds its fit callback reports per
+iteration). Test is read only to time the sides; nothing is chosen by it. Without --trace no
+side evaluates between epochs, and the per-epoch figures are the plain ones.
 Threads: --threads T on both sides: ours through distillrec.threads and TrainConfig.num_threads
 (torch intra-op threads); implicit through num_threads=T (its OpenMP loop), with its BLAS held
 to 1 thread by threadpoolctl during the fit, as implicit itself asks (its per-user solver calls
 BLAS inside the parallel loop; a threaded BLAS there oversubscribes the cores).
 
     .venv/bin/python benchmarks/implicit_peer.py [--sizes ml-1m[,10m]] [--epochs 20]
-        [--threads 2] [--seed 0] [--out benchmarks/out/implicit_peer.json] [--timeout 3600]
+        [--threads 2] [--seed 0] [--trace] [--out benchmarks/out/implicit_peer.json] [--timeout 3600]
 
 Sizes: the built-in "ml-100k" and "ml-1m", and the synthetic logs of benchmarks/cost_curves.py
 ("10m", "50m"; generated once by its code into benchmarks/out/cost_curves/data/, before any
@@ -115,7 +121,25 @@ def train_matrix(split):
     return matrix
 
 
-def run_ours(data, split, epochs: int, threads: int, seed: int) -> dict[str, Any]:
+class TestTrace:
+    """Test NDCG@10 after every epoch, timed apart from training (module docstring, --trace)."""
+
+    def __init__(self, split, enabled: bool):
+        from distillrec.evaluation.evaluator import Evaluator
+
+        self.split, self.enabled = split, enabled
+        self.evaluator = Evaluator(split, ks=(K,), metrics=("ndcg",))
+        self.ndcg: list[float] = []
+        self.seconds = 0.0
+
+    def record(self, scorer) -> None:
+        if self.enabled:
+            started = time.perf_counter()
+            self.ndcg.append(self.evaluator.evaluate(scorer, "test")["ndcg@10"])
+            self.seconds += time.perf_counter() - started
+
+
+def run_ours(data, split, epochs: int, threads: int, seed: int, trace: TestTrace) -> dict[str, Any]:
     from distillrec.evaluation.scoring import model_scorer
     from distillrec.students.base import model_class
     from distillrec.train import TrainConfig, Trainer
@@ -127,10 +151,12 @@ def run_ours(data, split, epochs: int, threads: int, seed: int) -> dict[str, Any
     model = model_class("mf").build(data, split, seed=seed, dim=FACTORS, rec_loss="bpr")
     config = TrainConfig(epochs=epochs, batch_size=2048, lr=1e-3, weight_decay=0.0, n_negatives=1,
                          sampler="uniform", eval_every=epochs, patience=epochs, seed=seed, num_threads=threads)
-    trainer = Trainer(model, split, config, progress=False)  # no run_dir: no checkpoints written
+    # no run_dir: no checkpoints written; the trace scores test after each epoch's record
+    trainer = Trainer(model, split, config, progress=False,
+                      callbacks=[lambda record: trace.record(model_scorer(model, split, "test"))])
     started = time.perf_counter()
     result = trainer.fit()
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - started - trace.seconds
     epoch_s = [record["train_seconds"] for record in result.history]
     valid_s = sum(record.get("eval_seconds", 0.0) for record in result.history)
     return {"tool": "distillrec", "epochs": len(epoch_s), "epoch_seconds": epoch_s,
@@ -140,7 +166,8 @@ def run_ours(data, split, epochs: int, threads: int, seed: int) -> dict[str, Any
             "scorer": model_scorer(model, split, "test")}
 
 
-def run_implicit(kind: str, split, epochs: int, threads: int, seed: int, als_iterations: int | None) -> dict[str, Any]:
+def run_implicit(kind: str, split, epochs: int, threads: int, seed: int, als_iterations: int | None,
+                 trace: TestTrace) -> dict[str, Any]:
     import numpy as np
     import threadpoolctl
     import torch
@@ -155,6 +182,12 @@ def run_implicit(kind: str, split, epochs: int, threads: int, seed: int, als_ite
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.cpu.bpr import BayesianPersonalizedRanking
 
+    def after_iteration(*args) -> None:
+        per_epoch.append(args)
+        if trace.enabled:  # the factors as they stand after this iteration (implicit updates them in place)
+            users, items = (torch.from_numpy(np.ascontiguousarray(t)) for t in (model.user_factors, model.item_factors))
+            trace.record(lambda batch: users[batch] @ items.T)
+
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
         if kind == "bpr":
             model = BayesianPersonalizedRanking(factors=FACTORS, iterations=epochs, num_threads=threads,
@@ -165,8 +198,8 @@ def run_implicit(kind: str, split, epochs: int, threads: int, seed: int, als_ite
         blas = [{"library": Path(api["filepath"]).name, "num_threads": api["num_threads"]}
                 for api in threadpoolctl.threadpool_info() if api["user_api"] == "blas"]
         started = time.perf_counter()
-        model.fit(matrix, show_progress=False, callback=lambda *args: per_epoch.append(args))
-        fit_s = time.perf_counter() - started
+        model.fit(matrix, show_progress=False, callback=after_iteration)
+        fit_s = time.perf_counter() - started - trace.seconds
     users, items = np.asarray(model.user_factors), np.asarray(model.item_factors)
     row: dict[str, Any] = {
         "tool": "implicit " + importlib.metadata.version("implicit"), "epochs": model.iterations,
@@ -195,7 +228,8 @@ def run_implicit(kind: str, split, epochs: int, threads: int, seed: int, als_ite
     return row
 
 
-def child(size: str, model: str, epochs: int, threads: int, seed: int, als_iterations: int | None, out: Path) -> None:
+def child(size: str, model: str, epochs: int, threads: int, seed: int, als_iterations: int | None, out: Path,
+          trace_enabled: bool = False) -> None:
     from distillrec import threads as dr_threads
 
     dr_threads.apply(threads)  # torch (our training, every side's evaluation) and child-process env
@@ -209,10 +243,13 @@ def child(size: str, model: str, epochs: int, threads: int, seed: int, als_itera
     started = time.perf_counter()
     data, split = load_split(size, seed)
     prep_s = time.perf_counter() - started
+    trace = TestTrace(split, trace_enabled)
     if model == "ours-mf-bpr":
-        row = run_ours(data, split, epochs, threads, seed)
+        row = run_ours(data, split, epochs, threads, seed, trace)
     else:
-        row = run_implicit(model.removeprefix("implicit-"), split, epochs, threads, seed, als_iterations)
+        row = run_implicit(model.removeprefix("implicit-"), split, epochs, threads, seed, als_iterations, trace)
+    if trace.enabled:
+        row.update(test_ndcg_per_epoch=trace.ndcg, trace_seconds=trace.seconds)
     scorer = row.pop("scorer")
     started = time.perf_counter()
     metrics = Evaluator(split, ks=(K,), metrics=("ndcg", "recall", "hit")).evaluate(scorer, "test")
@@ -232,7 +269,7 @@ def run_child(size: str, model: str, args: argparse.Namespace, work: Path) -> di
     result, log = work / f"{size}-{model}.json", work / f"{size}-{model}.log"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(
         {"size": size, "model": model, "epochs": args.epochs, "threads": args.threads, "seed": args.seed,
-         "als_iterations": args.als_iterations, "out": str(result)})]
+         "als_iterations": args.als_iterations, "out": str(result), "trace": args.trace})]
     load_before = os.getloadavg()
     started = time.perf_counter()
     with log.open("w") as log_file:
@@ -275,8 +312,26 @@ def comparisons(rows: list[dict]) -> list[dict]:
                 entry[f"ours_s_per_epoch_over_implicit_{name}"] = ours["seconds_per_epoch"] / other["seconds_per_epoch"]
                 entry[f"ours_fit_s_over_implicit_{name}"] = ours["fit_seconds"] / other["fit_seconds"]
                 entry[f"ndcg@10_ours_minus_implicit_{name}"] = ours["ndcg@10"] - other["ndcg@10"]
+        peer = by_model.get("implicit-bpr")
+        if peer is not None and "test_ndcg_per_epoch" in peer:
+            target = peer["ndcg@10"]
+            reached = {model: seconds_to_reach(row, target) for model, row in by_model.items()}
+            entry["time_to_quality"] = {"target_ndcg@10": target, "target": "implicit BPR's final test NDCG@10",
+                                        **{f"{model}_seconds": value for model, value in reached.items()}}
+            if reached.get("ours-mf-bpr") is not None and reached["implicit-bpr"]:
+                entry["time_to_quality"]["ours_over_implicit_bpr"] = reached["ours-mf-bpr"] / reached["implicit-bpr"]
         out.append(entry)
     return out
+
+
+def seconds_to_reach(row: dict, target: float) -> float | None:
+    """Cumulative per-epoch seconds until the row's test NDCG@10 first reaches `target` (None: never)."""
+    elapsed = 0.0
+    for seconds, ndcg in zip(row["epoch_seconds"], row.get("test_ndcg_per_epoch", ())):
+        elapsed += seconds
+        if ndcg >= target - 1e-12:  # the peer's own last epoch reaches its own figure exactly
+            return elapsed
+    return None
 
 
 def machine_info(threads: int) -> dict[str, Any]:
@@ -326,6 +381,13 @@ def ratio_lines(ratios: list[dict]) -> list[str]:
                 lines.append(f"{entry['data']}: ours s/epoch / implicit {name.upper()} s/epoch = {entry[key]:.2f}; "
                              f"fit s ratio {entry[f'ours_fit_s_over_implicit_{name}']:.2f}; NDCG@10 ours - "
                              f"implicit {name.upper()} = {entry[f'ndcg@10_ours_minus_implicit_{name}']:+.4f}")
+        if "time_to_quality" in entry:
+            quality = entry["time_to_quality"]
+            reached = ", ".join(f"{key.removesuffix('_seconds')} {'never' if value is None else f'{value:.2f} s'}"
+                                for key, value in quality.items() if key.endswith("_seconds"))
+            ratio = quality.get("ours_over_implicit_bpr")
+            lines.append(f"{entry['data']}: time to test NDCG@10 {quality['target_ndcg@10']:.4f} (implicit BPR's final): "
+                         f"{reached}" + (f"; ours / implicit BPR = {ratio:.2f}" if ratio is not None else ""))
     return lines
 
 
@@ -338,6 +400,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="ALS iterations (default: implicit's own default, 15)")
     parser.add_argument("--threads", type=int, default=2, help="threads on every side (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="split, init and sampling seed (default 0)")
+    parser.add_argument("--trace", action="store_true",
+                        help="score test after every epoch (untimed) and report the time to implicit BPR's quality")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON result (default {DEFAULT_OUT.relative_to(REPO_ROOT)})")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per child process (default 3600)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one (data, model) run as JSON
@@ -359,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         spec = json.loads(args.child)
         child(spec["size"], spec["model"], spec["epochs"], spec["threads"], spec["seed"], spec["als_iterations"],
-              Path(spec["out"]))
+              Path(spec["out"]), spec.get("trace", False))
         return
     try:
         importlib.metadata.version("implicit")
