@@ -7,6 +7,9 @@ is tested by the same Evaluator):
   ours-mf-bpr   distillrec "mf" (dim 64, BPR loss) through our Trainer: Adam lr 1e-3, batch
                 2048, 1 uniform negative, weight decay 0, --epochs epochs, validated once at
                 the end (eval_every = epochs, so no early stopping can happen);
+  ours-mf-bpr-sparse
+                the same with embedding_updates "sparse" (lazy Adam on the batch's rows only,
+                BENCHMARKS.md "Sparse embedding updates"): dense and sparse side by side;
   implicit-bpr  implicit.cpu.bpr.BayesianPersonalizedRanking(factors=64, iterations=--epochs,
                 num_threads=--threads, random_state=--seed), its default learning_rate 0.01
                 and regularization 0.01 (its defaults are tuned for its own plain SGD; ours
@@ -54,7 +57,7 @@ to 1 thread by threadpoolctl during the fit, as implicit itself asks (its per-us
 BLAS inside the parallel loop; a threaded BLAS there oversubscribes the cores).
 
     .venv/bin/python benchmarks/implicit_peer.py [--sizes ml-1m[,10m]] [--epochs 20]
-        [--threads 2] [--seed 0] [--trace] [--out benchmarks/out/implicit_peer.json] [--timeout 3600]
+        [--threads 2] [--seed 0] [--models M1,M2] [--trace] [--out benchmarks/out/implicit_peer.json] [--timeout 3600]
 
 Sizes: the built-in "ml-100k" and "ml-1m", and the synthetic logs of benchmarks/cost_curves.py
 ("10m", "50m"; generated once by its code into benchmarks/out/cost_curves/data/, before any
@@ -83,7 +86,7 @@ from distillrec import artifacts
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "out" / "implicit_peer.json"
 BUILTIN = ("ml-100k", "ml-1m")
-MODELS = ("ours-mf-bpr", "implicit-bpr", "implicit-als")
+MODELS = ("ours-mf-bpr", "ours-mf-bpr-sparse", "implicit-bpr", "implicit-als")
 FACTORS = 64
 K = 10
 
@@ -139,7 +142,8 @@ class TestTrace:
             self.seconds += time.perf_counter() - started
 
 
-def run_ours(data, split, epochs: int, threads: int, seed: int, trace: TestTrace) -> dict[str, Any]:
+def run_ours(data, split, epochs: int, threads: int, seed: int, trace: TestTrace,
+             embedding_updates: str = "dense") -> dict[str, Any]:
     from distillrec.evaluation.scoring import model_scorer
     from distillrec.students.base import model_class
     from distillrec.train import TrainConfig, Trainer
@@ -150,7 +154,8 @@ def run_ours(data, split, epochs: int, threads: int, seed: int, trace: TestTrace
 
     model = model_class("mf").build(data, split, seed=seed, dim=FACTORS, rec_loss="bpr")
     config = TrainConfig(epochs=epochs, batch_size=2048, lr=1e-3, weight_decay=0.0, n_negatives=1,
-                         sampler="uniform", eval_every=epochs, patience=epochs, seed=seed, num_threads=threads)
+                         sampler="uniform", eval_every=epochs, patience=epochs, seed=seed, num_threads=threads,
+                         embedding_updates=embedding_updates)
     # no run_dir: no checkpoints written; the trace scores test after each epoch's record
     trainer = Trainer(model, split, config, progress=False,
                       callbacks=[lambda record: trace.record(model_scorer(model, split, "test"))])
@@ -244,8 +249,9 @@ def child(size: str, model: str, epochs: int, threads: int, seed: int, als_itera
     data, split = load_split(size, seed)
     prep_s = time.perf_counter() - started
     trace = TestTrace(split, trace_enabled)
-    if model == "ours-mf-bpr":
-        row = run_ours(data, split, epochs, threads, seed, trace)
+    if model.startswith("ours-mf-bpr"):
+        row = run_ours(data, split, epochs, threads, seed, trace,
+                       embedding_updates="sparse" if model.endswith("-sparse") else "dense")
     else:
         row = run_implicit(model.removeprefix("implicit-"), split, epochs, threads, seed, als_iterations, trace)
     if trace.enabled:
@@ -296,31 +302,35 @@ def run_child(size: str, model: str, args: argparse.Namespace, work: Path) -> di
     return {**json.loads(result.read_text()), **facts, "status": "ok"}
 
 
+OURS = {"ours-mf-bpr": "ours", "ours-mf-bpr-sparse": "ours_sparse"}  # model -> key prefix
+
+
 def comparisons(rows: list[dict]) -> list[dict]:
-    """Per data set: ours s/epoch / implicit BPR s/epoch and NDCG@10 differences (ours minus peer)."""
+    """Per data set and our side (dense, sparse): its s/epoch / each implicit model's, and NDCG@10
+    differences (ours minus peer); with --trace, every side's seconds to implicit BPR's quality."""
     out = []
     for size in dict.fromkeys(row["data"] for row in rows):
         by_model = {row["model"]: row for row in rows if row["data"] == size and row["status"] == "ok"}
-        ours = by_model.get("ours-mf-bpr")
-        if ours is None:
-            continue
         entry: dict[str, Any] = {"data": size}
-        for peer in ("implicit-bpr", "implicit-als"):
-            if peer in by_model:
-                name = peer.removeprefix("implicit-")
-                other = by_model[peer]
-                entry[f"ours_s_per_epoch_over_implicit_{name}"] = ours["seconds_per_epoch"] / other["seconds_per_epoch"]
-                entry[f"ours_fit_s_over_implicit_{name}"] = ours["fit_seconds"] / other["fit_seconds"]
-                entry[f"ndcg@10_ours_minus_implicit_{name}"] = ours["ndcg@10"] - other["ndcg@10"]
+        for model, tag in OURS.items():
+            ours = by_model.get(model)
+            for peer in ("implicit-bpr", "implicit-als"):
+                if ours is not None and peer in by_model:
+                    name, other = peer.removeprefix("implicit-"), by_model[peer]
+                    entry[f"{tag}_s_per_epoch_over_implicit_{name}"] = ours["seconds_per_epoch"] / other["seconds_per_epoch"]
+                    entry[f"{tag}_fit_s_over_implicit_{name}"] = ours["fit_seconds"] / other["fit_seconds"]
+                    entry[f"ndcg@10_{tag}_minus_implicit_{name}"] = ours["ndcg@10"] - other["ndcg@10"]
         peer = by_model.get("implicit-bpr")
         if peer is not None and "test_ndcg_per_epoch" in peer:
             target = peer["ndcg@10"]
             reached = {model: seconds_to_reach(row, target) for model, row in by_model.items()}
             entry["time_to_quality"] = {"target_ndcg@10": target, "target": "implicit BPR's final test NDCG@10",
                                         **{f"{model}_seconds": value for model, value in reached.items()}}
-            if reached.get("ours-mf-bpr") is not None and reached["implicit-bpr"]:
-                entry["time_to_quality"]["ours_over_implicit_bpr"] = reached["ours-mf-bpr"] / reached["implicit-bpr"]
-        out.append(entry)
+            for model, tag in OURS.items():
+                if reached.get(model) is not None and reached["implicit-bpr"]:
+                    entry["time_to_quality"][f"{tag}_over_implicit_bpr"] = reached[model] / reached["implicit-bpr"]
+        if len(entry) > 1:
+            out.append(entry)
     return out
 
 
@@ -375,19 +385,21 @@ def table(rows: list[dict]) -> str:
 def ratio_lines(ratios: list[dict]) -> list[str]:
     lines = []
     for entry in ratios:
-        for name in ("bpr", "als"):
-            key = f"ours_s_per_epoch_over_implicit_{name}"
-            if key in entry:
-                lines.append(f"{entry['data']}: ours s/epoch / implicit {name.upper()} s/epoch = {entry[key]:.2f}; "
-                             f"fit s ratio {entry[f'ours_fit_s_over_implicit_{name}']:.2f}; NDCG@10 ours - "
-                             f"implicit {name.upper()} = {entry[f'ndcg@10_ours_minus_implicit_{name}']:+.4f}")
+        for model, tag in OURS.items():
+            for name in ("bpr", "als"):
+                key = f"{tag}_s_per_epoch_over_implicit_{name}"
+                if key in entry:
+                    lines.append(f"{entry['data']}: {model} s/epoch / implicit {name.upper()} s/epoch = {entry[key]:.2f}; "
+                                 f"fit s ratio {entry[f'{tag}_fit_s_over_implicit_{name}']:.2f}; NDCG@10 {model} - "
+                                 f"implicit {name.upper()} = {entry[f'ndcg@10_{tag}_minus_implicit_{name}']:+.4f}")
         if "time_to_quality" in entry:
             quality = entry["time_to_quality"]
             reached = ", ".join(f"{key.removesuffix('_seconds')} {'never' if value is None else f'{value:.2f} s'}"
                                 for key, value in quality.items() if key.endswith("_seconds"))
-            ratio = quality.get("ours_over_implicit_bpr")
+            ratios_text = "; ".join(f"{model} / implicit BPR = {quality[f'{tag}_over_implicit_bpr']:.2f}"
+                                    for model, tag in OURS.items() if f"{tag}_over_implicit_bpr" in quality)
             lines.append(f"{entry['data']}: time to test NDCG@10 {quality['target_ndcg@10']:.4f} (implicit BPR's final): "
-                         f"{reached}" + (f"; ours / implicit BPR = {ratio:.2f}" if ratio is not None else ""))
+                         f"{reached}" + (f"; {ratios_text}" if ratios_text else ""))
     return lines
 
 
@@ -400,6 +412,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="ALS iterations (default: implicit's own default, 15)")
     parser.add_argument("--threads", type=int, default=2, help="threads on every side (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="split, init and sampling seed (default 0)")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     parser.add_argument("--trace", action="store_true",
                         help="score test after every epoch (untimed) and report the time to implicit BPR's quality")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON result (default {DEFAULT_OUT.relative_to(REPO_ROOT)})")
@@ -414,6 +427,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if args.epochs < 1 or args.threads < 1 or (args.als_iterations is not None and args.als_iterations < 1):
             parser.error("--epochs, --threads and --als-iterations must be positive")
         args.sizes = sizes
+        models = [m for m in args.models.split(",") if m]
+        if not models or any(m not in MODELS for m in models):
+            parser.error(f"--models: expected some of {', '.join(MODELS)}, got {args.models!r}")
+        args.models = models
     return args
 
 
@@ -435,12 +452,12 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, Any] = {
         "command": shlex.join([".venv/bin/python", "benchmarks/implicit_peer.py", *argv]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(args.threads),
-        "settings": {"sizes": args.sizes, "epochs": args.epochs, "als_iterations": args.als_iterations or "implicit default",
+        "settings": {"sizes": args.sizes, "models": args.models, "trace": args.trace, "epochs": args.epochs, "als_iterations": args.als_iterations or "implicit default",
                      "threads": args.threads, "seed": args.seed, "split": "random 8:1:1 per user", "k": K},
         "rows": [], "comparisons": []}
     with tempfile.TemporaryDirectory(prefix="implicit-peer-") as tmp:
         for size in args.sizes:
-            for model in MODELS:
+            for model in args.models:
                 print(f"[implicit_peer] {size} {model} ...", flush=True)
                 row = run_child(size, model, args, Path(tmp))
                 report["rows"].append(row)
