@@ -15,10 +15,10 @@ count to $DISTILLREC_THREADS and the OpenMP/MKL/OpenBLAS variables, so child pro
 Dividing the cores needs to know the other runs; two runs started by hand do not. What makes
 them thrash is OpenMP's idle threads spinning (libgomp spins 300,000 times before sleeping,
 unless it knows its own threads outnumber the cores): each run's spinning threads take the
-cores the other run's working threads wait for (an ML-1M MF epoch took 7x as long beside a
+cores the other run's working threads wait for (ML-1M MF training steps took 6x as long beside a
 second run; BENCHMARKS.md, "Two runs at once"). So `apply`, when it runs before torch loads
 libgomp, also sets GOMP_SPINCOUNT to libgomp's own oversubscribed value, unless the user set it
-or OMP_WAIT_POLICY: idle threads sleep sooner, at a small cost to a run alone.
+or OMP_WAIT_POLICY: idle threads sleep sooner, at a cost to a run alone too small to measure here.
 """
 
 from __future__ import annotations
