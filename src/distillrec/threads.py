@@ -18,7 +18,8 @@ unless it knows its own threads outnumber the cores): each run's spinning thread
 cores the other run's working threads wait for (ML-1M MF training steps took 6x as long beside a
 second run; BENCHMARKS.md, "Two runs at once"). So `apply`, when it runs before torch loads
 libgomp, also sets GOMP_SPINCOUNT to libgomp's own oversubscribed value, unless the user set it
-or OMP_WAIT_POLICY: idle threads sleep sooner, at a cost to a run alone too small to measure here.
+or OMP_WAIT_POLICY: idle threads sleep sooner, at a small cost to a run alone (within the noise of
+that benchmark; hand checks put it at up to ~10% on one small-batch MF epoch).
 """
 
 from __future__ import annotations
