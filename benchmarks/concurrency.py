@@ -27,6 +27,7 @@ this one run; nothing else should run beside it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -56,19 +57,21 @@ def job_command(args: argparse.Namespace, out: Path) -> list[str]:
 
 def run_jobs(commands: list[list[str]], env: dict[str, str], work: Path) -> list[dict[str, Any]]:
     """Start every command at once and wait for all; each one's wall seconds and peak RSS."""
-    started = time.perf_counter()
-    processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=(work / f"job{i}.err").open("w"))
-                 for i, command in enumerate(commands)]
     facts: dict[int, dict[str, Any]] = {}
-    while len(facts) < len(processes):
-        for i, process in enumerate(processes):
-            if i in facts:
-                continue
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                facts[i] = {"wall_seconds": time.perf_counter() - started, "exit": os.waitstatus_to_exitcode(status),
-                            "peak_rss_bytes": usage.ru_maxrss * 1024}
-        time.sleep(0.05)
+    with contextlib.ExitStack() as logs:
+        started = time.perf_counter()
+        processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=logs.enter_context((work / f"job{i}.err").open("w")))
+                     for i, command in enumerate(commands)]
+        while len(facts) < len(processes):
+            for i, process in enumerate(processes):
+                if i in facts:
+                    continue
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    facts[i] = {"wall_seconds": time.perf_counter() - started,
+                                "exit": os.waitstatus_to_exitcode(status), "peak_rss_bytes": usage.ru_maxrss * 1024}
+            time.sleep(0.05)
     for i, command in enumerate(commands):
         if facts[i]["exit"] != 0:
             tail = (work / f"job{i}.err").read_text().strip().splitlines()[-10:]
@@ -82,9 +85,10 @@ def run_jobs(commands: list[list[str]], env: dict[str, str], work: Path) -> list
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     cores = threads.available_cores()
+    divided = max(1, cores // 2)
     base_env = {k: v for k, v in os.environ.items()
                 if k not in (threads.ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    envs = {"alone": base_env, "pair-default": base_env, "pair-divided": {**base_env, threads.ENV: str(max(1, cores // 2))},
+    envs = {"alone": base_env, "pair-default": base_env, "pair-divided": {**base_env, threads.ENV: str(divided)},
             "alone-libgomp": {**base_env, "GOMP_SPINCOUNT": LIBGOMP_SPIN},
             "pair-libgomp": {**base_env, "GOMP_SPINCOUNT": LIBGOMP_SPIN}}
     jobs: list[dict[str, Any]] = []
@@ -112,7 +116,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                          "max_wall_ratio_to_alone": max(j["wall_seconds"] for j in rows) / alone, "reference": reference,
                          "median_peak_rss_bytes": statistics.median(j["peak_rss_bytes"] for j in rows)}
     return {"command": " ".join(job_command(args, Path("OUT"))), "cores": cores, "repeats": args.repeats,
-            "divided_threads": max(1, cores // 2), "jobs": jobs, "summary": summary}
+            "divided_threads": divided, "jobs": jobs, "summary": summary}
 
 
 def table(result: dict[str, Any]) -> str:

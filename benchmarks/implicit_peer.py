@@ -124,13 +124,13 @@ def train_matrix(split):
     return matrix
 
 
-class TestTrace:
+class QualityTrace:
     """Test NDCG@10 after every epoch, timed apart from training (module docstring, --trace)."""
 
     def __init__(self, split, enabled: bool):
         from distillrec.evaluation.evaluator import Evaluator
 
-        self.split, self.enabled = split, enabled
+        self.enabled = enabled
         self.evaluator = Evaluator(split, ks=(K,), metrics=("ndcg",))
         self.ndcg: list[float] = []
         self.seconds = 0.0
@@ -142,7 +142,7 @@ class TestTrace:
             self.seconds += time.perf_counter() - started
 
 
-def run_ours(data, split, epochs: int, threads: int, seed: int, trace: TestTrace,
+def run_ours(data, split, epochs: int, threads: int, seed: int, trace: QualityTrace,
              embedding_updates: str = "dense") -> dict[str, Any]:
     from distillrec.evaluation.scoring import model_scorer
     from distillrec.students.base import model_class
@@ -156,9 +156,9 @@ def run_ours(data, split, epochs: int, threads: int, seed: int, trace: TestTrace
     config = TrainConfig(epochs=epochs, batch_size=2048, lr=1e-3, weight_decay=0.0, n_negatives=1,
                          sampler="uniform", eval_every=epochs, patience=epochs, seed=seed, num_threads=threads,
                          embedding_updates=embedding_updates)
-    # no run_dir: no checkpoints written; the trace scores test after each epoch's record
-    trainer = Trainer(model, split, config, progress=False,
-                      callbacks=[lambda record: trace.record(model_scorer(model, split, "test"))])
+    # no run_dir: no checkpoints written; with --trace, test is scored after each epoch's record
+    callbacks = [lambda record: trace.record(model_scorer(model, split, "test"))] if trace.enabled else []
+    trainer = Trainer(model, split, config, progress=False, callbacks=callbacks)
     started = time.perf_counter()
     result = trainer.fit()
     wall = time.perf_counter() - started - trace.seconds
@@ -172,7 +172,7 @@ def run_ours(data, split, epochs: int, threads: int, seed: int, trace: TestTrace
 
 
 def run_implicit(kind: str, split, epochs: int, threads: int, seed: int, als_iterations: int | None,
-                 trace: TestTrace) -> dict[str, Any]:
+                 trace: QualityTrace) -> dict[str, Any]:
     import numpy as np
     import threadpoolctl
     import torch
@@ -248,7 +248,7 @@ def child(size: str, model: str, epochs: int, threads: int, seed: int, als_itera
     started = time.perf_counter()
     data, split = load_split(size, seed)
     prep_s = time.perf_counter() - started
-    trace = TestTrace(split, trace_enabled)
+    trace = QualityTrace(split, trace_enabled)
     if model.startswith("ours-mf-bpr"):
         row = run_ours(data, split, epochs, threads, seed, trace,
                        embedding_updates="sparse" if model.endswith("-sparse") else "dense")

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from functools import cache
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Mapping
 

@@ -190,7 +190,7 @@ def fit_source(source, split, text: torch.Tensor, params: CrossDomainParams, out
     from distillrec.students.two_tower import TwoTower
 
     model = TwoTower.build(source, split, content=text, seed=0, **{**params.two_tower.params, "item_columns": ()})
-    return _fit_on_source(source, split, params, TwoTower, "source", "two-tower", model, params.two_tower.params,
+    return _fit_on_source(source, split, params, "source", "two-tower", model, params.two_tower.params,
                           params.source_train, out, progress)
 
 
@@ -200,11 +200,11 @@ def fit_source_mf(source, split, params: CrossDomainParams, out: Path, progress:
     from distillrec.students.mf import MatrixFactorization
 
     model = MatrixFactorization.build(source, split, seed=0, **params.mf.params)
-    return _fit_on_source(source, split, params, MatrixFactorization, "source-mf", "mf", model,
-                          params.mf.params, params.source_mf_train, out, progress)
+    return _fit_on_source(source, split, params, "source-mf", "mf", model, params.mf.params,
+                          params.source_mf_train, out, progress)
 
 
-def _fit_on_source(source, split, params: CrossDomainParams, model_cls, name: str, kind: str, model,
+def _fit_on_source(source, split, params: CrossDomainParams, name: str, kind: str, model,
                     model_params: dict, train: dict, out: Path, progress: bool):
     """(the trained model in eval mode, its metrics entry): one run directory under `out`."""
     from distillrec import experiment
@@ -214,7 +214,7 @@ def _fit_on_source(source, split, params: CrossDomainParams, model_cls, name: st
     config = {"command": "scenario cross-domain", "model": kind, "dataset": params.source,
               "split": split.name, "split_params": split.params, "seed": 0,
               "train": train_config.model_dump(mode="json")}
-    metrics = experiment.fit_model(model_cls, name, source, split, model_params=model_params,
+    metrics = experiment.fit_model(type(model), name, source, split, model_params=model_params,
                                    train_config=train_config, run_dir=out, config=config, progress=progress,
                                    model=model)
     return model.eval(), metrics["models"][name]
