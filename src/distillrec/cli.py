@@ -242,6 +242,7 @@ def train_cmd(
         # each process would pick its own timestamped directory
         raise DistillrecError("under torchrun, give --out DIR: every process must write to the same run")
     launched = distributed.init_from_env()
+    worker = launched and not distributed.is_main()
     try:
         run_dir, metrics = experiment.train_model(model, dataset=dataset, split_name=split, seed=seed,
                                                   model_params=model_params, train_params=train_params,
@@ -249,6 +250,8 @@ def train_cmd(
     finally:
         if launched:
             distributed.shutdown()
+    if worker:  # rank 0 evaluated and wrote the run; this rank has nothing left to do
+        distributed.exit_worker()
     if metrics:  # empty on every rank but 0, which evaluated and wrote the run
         console.print(metrics_table(metrics["models"], title=f"{model} · {dataset} · {split} split · test"))
         console.print(f"wrote {run_dir}")

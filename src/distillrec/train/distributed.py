@@ -18,6 +18,7 @@ Rows: teacher work (text encoding, top-K rankings) splits its rows into contiguo
 from __future__ import annotations
 
 import os
+import sys
 from typing import Iterable, Iterator
 
 import torch
@@ -47,6 +48,20 @@ def init_from_env() -> bool:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_worker() -> None:
+    """End a rank other than 0 at once, once it has left the group: flush its output and
+    `os._exit(0)`, skipping interpreter finalisation. Why: DistributedDataParallel keeps the
+    gloo group (and its worker threads) alive past destroy_process_group, and a worker thread
+    still freeing the last collective's work needs the GIL; if Python is finalising by then,
+    the thread is killed inside a C++ destructor and the process aborts ("terminate called
+    without an active exception", SIGABRT; pytorch/pytorch#190489). Rank 0 is not affected in
+    practice (it evaluates and writes long after the last collective), and it writes the run,
+    so it exits normally."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def rank() -> int:
