@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from distillrec.students.base import MODELS, Recommender
-from distillrec.students.towers import Lookup, rows_of
+from distillrec.students.towers import Lookup
 from distillrec.train.losses import REC_LOSSES
 
 
@@ -36,20 +36,20 @@ class MatrixFactorization(Recommender):
         return cls(split.n_users, split.n_items, dim=dim, rec_loss=rec_loss, seed=seed)
 
     def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        user_vectors = rows_of(self.user_embedding, users).unsqueeze(1)  # [B, 1, d]
-        return (user_vectors * rows_of(self.item_embedding, items)).sum(-1)  # [B, C]
+        user_vectors = self.user_embedding(users).unsqueeze(1)          # [B, 1, d]
+        return (user_vectors * self.item_embedding(items)).sum(-1)       # [B, C]
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        return rows_of(self.user_embedding, users) @ self.item_embedding.weight.T
+        return self.user_embedding(users) @ self.item_embedding.weight.T
 
     def representations(self) -> dict[str, torch.Tensor]:
         return {"user": self.user_embedding.weight, "item": self.item_embedding.weight}
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
-        return rows_of(self.user_embedding, users)
+        return self.user_embedding(users)
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        return self.item_embedding.weight if items is None else rows_of(self.item_embedding, items)
+        return self.item_embedding.weight if items is None else self.item_embedding(items)
 
     def n_users_known(self) -> int:
         return self.user_embedding.num_embeddings
