@@ -75,12 +75,16 @@ class LazyAdamW(torch.optim.Optimizer):
                 else:
                     dense.append(param)
             if dense:
-                states = [self.state[param] for param in dense]
-                beta1, beta2 = group["betas"]
-                adamw(dense, [param.grad for param in dense], [s["exp_avg"] for s in states],
-                      [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states], fused=True,
-                      amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
-                      weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+                _fused_adamw(dense, [param.grad for param in dense], [self.state[param] for param in dense], group)
+
+
+def _fused_adamw(params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict], group: dict) -> None:
+    """One call of AdamW's fused kernel on these tensors with the group's settings; it also
+    advances each state's `step`."""
+    beta1, beta2 = group["betas"]
+    adamw(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
+          [s["step"] for s in states], fused=True, amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
+          weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
 
 def _lazy_step(param: torch.Tensor, grad: torch.Tensor, state: dict, group: dict) -> None:
@@ -88,14 +92,11 @@ def _lazy_step(param: torch.Tensor, grad: torch.Tensor, state: dict, group: dict
     The batch's rows of the weights and of both moments are gathered, stepped by AdamW's fused
     kernel (the dense path's arithmetic, in one pass instead of a dozen elementwise ops, which
     took most of a lazy step), and written back. The kernel advances the parameter's `step`."""
-    beta1, beta2 = group["betas"]
     rows, values = grad.indices()[0], grad.values()
     weights = param.index_select(0, rows)
-    exp_avg = state["exp_avg"].index_select(0, rows)
-    exp_avg_sq = state["exp_avg_sq"].index_select(0, rows)
-    adamw([weights], [values.contiguous()], [exp_avg], [exp_avg_sq], [], [state["step"]], fused=True,
-          amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
-          eps=group["eps"], maximize=False)
-    state["exp_avg"].index_copy_(0, rows, exp_avg)
-    state["exp_avg_sq"].index_copy_(0, rows, exp_avg_sq)
+    gathered = {"step": state["step"], "exp_avg": state["exp_avg"].index_select(0, rows),
+                "exp_avg_sq": state["exp_avg_sq"].index_select(0, rows)}
+    _fused_adamw([weights], [values.contiguous()], [gathered], group)
+    state["exp_avg"].index_copy_(0, rows, gathered["exp_avg"])
+    state["exp_avg_sq"].index_copy_(0, rows, gathered["exp_avg_sq"])
     param.index_copy_(0, rows, weights)
