@@ -137,6 +137,13 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement():
     assert result.best_epoch == 1
 
 
+def test_evaluations_up_to_min_epochs_do_not_count_towards_patience():
+    model, result = fit(TrainConfig(epochs=50, patience=3, min_epochs=5, **{**FAST, "lr": 1e-12}))
+    assert result.stopped_early
+    assert [r["epoch"] for r in result.history] == list(range(1, 9))  # 5 free, then 3 without improvement
+    assert result.best_epoch == 1
+
+
 def test_the_model_ends_with_its_best_weights(tmp_path):
     model = MatrixFactorization(N_USERS, N_ITEMS, dim=8, seed=1)
     trainer = Trainer(model, SPLIT, TrainConfig(epochs=8, eval_every=2, **FAST), run_dir=tmp_path, progress=False)

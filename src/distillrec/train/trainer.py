@@ -73,6 +73,9 @@ class TrainConfig(BaseModel):
     sampler: Literal["uniform", "popularity"] = "uniform"
     metric: str = Field("ndcg@10", description="validation metric for early stopping, higher is better")
     patience: int = Field(10, ge=1, description="evaluations without improvement before stopping")
+    min_epochs: int = Field(0, ge=0, description="evaluations up to this epoch do not count towards patience: a "
+                                                 "student initialised from a teacher can validate best at epoch 1, "
+                                                 "dip, and pass it only after more than `patience` epochs")
     eval_every: int = Field(1, ge=1, description="epochs between validations")
     eval_ks: tuple[int, ...] = (10, 20)
     seed: int = Field(0, ge=0)
@@ -299,7 +302,8 @@ class _TrainState:
             self.best_value, self.best_epoch, self.best_valid = value, epoch, valid
             self.evals_without_improvement = 0
             return True
-        self.evals_without_improvement += 1
+        if epoch > config.min_epochs:
+            self.evals_without_improvement += 1
         self.stopped_early = self.evals_without_improvement >= config.patience
         return False
 
