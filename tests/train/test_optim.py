@@ -1,7 +1,9 @@
 """make_optimizer: AdamW as before for "dense"; for "sparse", sparse table gradients and a lazy
-AdamW that touches only the batch's rows and steps dense gradients exactly as AdamW does."""
+AdamW that touches only the batch's rows, catches skipped rows up to AdamW, and steps dense
+gradients exactly as AdamW does."""
 
 import copy
+import functools
 
 import pytest
 import torch
@@ -80,7 +82,7 @@ def test_sparse_equals_adamw_when_every_row_is_in_every_batch(weight_decay):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
 
 
-def test_rows_outside_the_batch_are_untouched_even_with_weight_decay():
+def test_a_step_leaves_rows_outside_the_batch_untouched_even_with_weight_decay():
     model = Tables()
     optimizer = make_optimizer(model, lr=0.05, weight_decay=0.1, embedding_updates="sparse")
     train(model, optimizer, batches(2, every_row=True))  # every row has momentum by now
@@ -115,7 +117,9 @@ def test_mf_under_full_softmax_mixes_a_sparse_user_and_a_dense_item_gradient():
     model.loss({"user": torch.tensor([0, 3, 3]), "pos": torch.tensor([1, 2, 9])}).backward()
     assert model.user_embedding.weight.grad.is_sparse and not model.item_embedding.weight.grad.is_sparse
     optimizer.step()
-    assert all(len(optimizer.state[p]) == 3 for p in model.parameters())
+    user_state, item_state = (optimizer.state[p] for p in (model.user_embedding.weight, model.item_embedding.weight))
+    assert set(user_state) == {"step", "exp_avg", "exp_avg_sq", "row_step"}
+    assert set(item_state) == {"step", "exp_avg", "exp_avg_sq"}  # AdamW's own: every row stepped
 
 
 def test_a_max_bag_keeps_dense_gradients_and_still_trains():
@@ -142,12 +146,50 @@ def test_lazy_state_survives_a_checkpoint_and_the_next_step_matches(tmp_path):
     assert saved.keys() == loaded.keys()
     for param in saved:
         assert loaded[param]["step"].dtype == torch.float32
-        for name in ("step", "exp_avg", "exp_avg_sq"):
+        for name in saved[param]:
             assert torch.equal(saved[param][name], loaded[param][name]), (param, name)
+    assert "row_step" in saved[0]  # the id table's
     train(model, optimizer, data[3:])
     train(restored, restored_optimizer, data[3:])
     for (name, a), b in zip(model.named_parameters(), restored.parameters()):
         assert torch.equal(a, b), name
+
+
+def skipping_run(sparse: bool, schedule: list[list[int]], catch_up: bool = False) -> torch.Tensor:
+    """A 3-row table stepped on `schedule` (the rows of each batch) with random gradients, by
+    AdamW or by the lazy AdamW; betas (0.9, 0.99) so the bias correction settles early."""
+    torch.manual_seed(0)
+    table = nn.Embedding(3, 2, sparse=sparse)
+    kind = LazyAdamW if sparse else functools.partial(torch.optim.AdamW, fused=True)
+    optimizer = kind(table.parameters(), lr=0.01, weight_decay=0.1, betas=(0.9, 0.99))
+    generator = torch.Generator().manual_seed(0)
+    for rows in schedule:
+        rows = torch.tensor(rows)
+        optimizer.zero_grad(set_to_none=True)
+        (table(rows) * torch.randn(len(rows), 2, generator=generator)).sum().backward()
+        optimizer.step()
+    if catch_up:
+        optimizer.catch_up()
+    return table.weight.detach()
+
+
+# Rows 0 and 1 build momentum over 2,000 steps; then row 0 skips 30 steps; row 2 is never seen.
+WARM_THEN_SKIP = [[0, 1]] * 2000 + [[1]] * 30
+
+
+def test_catch_up_gives_every_row_its_adamw_weights_once_the_bias_correction_has_settled():
+    adamw = skipping_run(False, WARM_THEN_SKIP)
+    lazy = skipping_run(True, WARM_THEN_SKIP)
+    assert (lazy[0] - adamw[0]).abs().max() > 1e-3  # skipped momentum and decay: what is caught up
+    assert (lazy[2] - adamw[2]).abs().max() > 1e-1
+    torch.testing.assert_close(skipping_run(True, WARM_THEN_SKIP, catch_up=True), adamw, atol=1e-5, rtol=0)
+
+
+def test_a_skipped_row_is_caught_up_when_it_is_next_in_a_batch():
+    schedule = WARM_THEN_SKIP + [[0, 1]] * 3
+    adamw, lazy = skipping_run(False, schedule), skipping_run(True, schedule)
+    torch.testing.assert_close(lazy[:2], adamw[:2], atol=1e-5, rtol=0)
+    assert torch.equal(lazy[2], skipping_run(True, [[0]])[2])  # row 2 waits for catch_up()
 
 
 def test_the_option_is_a_validated_training_setting():

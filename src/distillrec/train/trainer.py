@@ -39,7 +39,7 @@ from distillrec.evaluation.evaluator import ACCURACY_METRICS, HISTORY_PARTS, Eva
 from distillrec.train import distributed
 from distillrec.train.batches import make_batches
 from distillrec.train.checkpoint import load_latest_checkpoint, save_checkpoint
-from distillrec.train.optim import make_optimizer
+from distillrec.train.optim import LazyAdamW, make_optimizer
 
 if TYPE_CHECKING:
     from distillrec.students.base import Recommender
@@ -66,9 +66,10 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0, description="AdamW's decoupled decay; 0 gives Adam")
     embedding_updates: Literal["dense", "sparse"] = Field(
-        "dense", description="sparse: embedding tables take sparse gradients and only the rows in the batch are "
-                             "updated (lazy Adam: moments and decoupled weight decay of a row advance only when "
-                             "the row is in a batch); dense: AdamW on every row every step")
+        "dense", description="sparse: embedding tables take sparse gradients and a step updates only the rows "
+                             "in the batch (lazy AdamW; the steps a row skipped are applied in closed form when "
+                             "it is next in a batch and after each epoch, so it trains as under AdamW); dense: "
+                             "AdamW on every row every step")
     n_negatives: int = Field(1, ge=0, description="negatives per positive for sampled losses")
     sampler: Literal["uniform", "popularity"] = "uniform"
     metric: str = Field("ndcg@10", description="validation metric for early stopping, higher is better")
@@ -248,6 +249,8 @@ class Trainer:
                     sums[name] = sums.get(name, 0.0) + value.detach()
                 if progress and step % 10 == 0:
                     bar.set_postfix(loss=f"{float(sums['total']) / step:.4f}")
+            if isinstance(optimizer, LazyAdamW):
+                optimizer.catch_up()  # rows outside the last batches: up to date before they are read
         bar.close()
         if distributed.is_distributed():  # the mean over every rank's steps
             names = sorted(sums)
