@@ -419,12 +419,14 @@ def teacher_extract(
     importance: bool = typer.Option(False, "--importance", help="Also permutation importance of side features and "
                                     "text fields (one validation per input; slow)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the permutations."),
+    step_top_k: Optional[int] = typer.Option(None, "--step-top-k", help="A sequential teacher: also its top-K next "
+                                             "items at every training step (for step-ranking-distillation)."),
 ):
     """Extract the teacher's knowledge into RUN/knowledge: representations, top-K, kNN graph."""
     from distillrec.console import console
     from distillrec.teachers.commands import extract
 
-    info = extract(run, top_k=top_k, knn=knn, importance=importance, seed=seed)
+    info = extract(run, top_k=top_k, knn=knn, importance=importance, seed=seed, step_top_k=step_top_k)
     timings = ", ".join(f"{k.removesuffix('_seconds')} {v:.2f} s" for k, v in info["timings"].items())
     console.print(f"knowledge: {timings}")
     console.print(f"wrote {run / 'knowledge'}")

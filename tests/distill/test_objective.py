@@ -23,7 +23,7 @@ from distillrec.train.trainer import TrainConfig, Trainer
 
 N_USERS, N_ITEMS, TEACHER_DIM, TOP_K, KNN = 16, 30, 12, 20, 5
 #: small k / anchors so every term fits the tiny catalog.
-SMALL = {"ranking-distillation": {"k": 5}, "relaxed-ranking": {"k": 5, "negatives": 7},
+SMALL = {"ranking-distillation": {"k": 5}, "step-ranking-distillation": {"k": 5}, "relaxed-ranking": {"k": 5, "negatives": 7},
          "soft-target-kl": {"k": 5, "negatives": 7}, "neighbour-graph": {"k": 3, "anchors": 6},
          "rkd-angle": {"max_rows": 6}}
 
@@ -90,11 +90,17 @@ def students(tiny):
 @pytest.mark.parametrize("student_name", ["mf", "two-tower", "sasrec"])
 def test_every_method_gives_a_finite_named_term_whose_gradient_reaches_the_student_only(knowledge, tiny, student_name):
     model, batch = students(tiny)[student_name]
+    methods = METHODS.names()
+    if student_name == "sasrec":  # per-step terms read the windows' steps in the teacher's per-step rankings
+        batch = {**batch, "step": torch.arange(70).view(10, 7).masked_fill(batch["seq"] == 0, -1)}
+        knowledge = with_step_rankings(knowledge, n_steps=70)
+    else:
+        methods = [name for name in methods if not name.startswith("step-")]
     before = {name: tensor.clone() for name, tensor in knowledge.tensors.items()}
-    spec = {name: {"weight": 1.0, **SMALL.get(name, {})} for name in METHODS.names()}
+    spec = {name: {"weight": 1.0, **SMALL.get(name, {})} for name in methods}
     objective = DistillObjective(spec, knowledge, model)
     terms = objective(model, batch)
-    assert set(terms) == {f"kd/{name}" for name in METHODS.names()}
+    assert set(terms) == {f"kd/{name}" for name in methods}
     assert all(torch.isfinite(value) and value.dim() == 0 for value in terms.values())
     sum(terms.values()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in objective.terms["feature"].projector.parameters())
@@ -114,6 +120,52 @@ def test_ranking_term_scores_each_rows_teacher_top_k_with_position_weights(knowl
     scores = (model.user_embedding(batch["user"]).unsqueeze(1) * model.item_embedding(top)).sum(-1)
     expected = 0.5 * ranking_distillation(scores, lam=2.0)
     torch.testing.assert_close(objective(model, batch)["kd/ranking-distillation"], expected)
+
+
+def with_step_rankings(knowledge: Knowledge, n_steps: int, k: int = 6) -> Knowledge:
+    """`knowledge` plus per-step rankings: random distinct lists (step 0 has none, -1)."""
+    generator = torch.Generator().manual_seed(5)
+    items = torch.stack([torch.randperm(N_ITEMS, generator=generator)[:k] for _ in range(n_steps)])
+    scores = torch.randn(n_steps, k, generator=generator).sort(dim=1, descending=True).values
+    items[0], scores[0] = -1, float("-inf")
+    return Knowledge({**knowledge.tensors, "step_top_items": items, "step_top_scores": scores})
+
+
+def test_step_ranking_scores_each_positions_teacher_list_at_that_step(knowledge):
+    model = SASRec(N_USERS, N_ITEMS, dim=4, n_heads=1, inner_size=8, max_len=6).eval()
+    batch = sequence_batch()
+    steps = torch.arange(1, 71).view(10, 7)  # distinct steps; padding slots -1
+    batch["step"] = steps.masked_fill(batch["seq"] == 0, -1)
+    stepped = with_step_rankings(knowledge, n_steps=71)
+    objective = DistillObjective({"step-ranking-distillation": {"weight": 0.5, "k": 4, "weighting": "position",
+                                                                "lam": 2.0}}, stepped, model)
+    inputs, targets = batch["seq"][:, :-1], batch["step"][:, 1:]
+    states = model.encode(inputs)
+    rows = []
+    for window in range(10):
+        for position in range(6):
+            if inputs[window, position] > 0:  # a position with context, as the rec loss trains
+                top = stepped.tensors["step_top_items"][targets[window, position], :4]
+                rows.append(states[window, position] @ model.item_vectors(top).T)
+    expected = 0.5 * ranking_distillation(torch.stack(rows), lam=2.0)
+    torch.testing.assert_close(objective(model, batch)["kd/step-ranking-distillation"], expected)
+    dllm2rec = DistillObjective({"step-ranking-distillation": {"weight": 1.0, "k": 4}}, stepped, model)
+    loss = dllm2rec(model, batch)["kd/step-ranking-distillation"]
+    loss.backward()
+    assert torch.isfinite(loss) and model.item_embedding.weight.grad.abs().sum() > 0
+
+
+def test_step_ranking_needs_per_step_knowledge_and_a_sequential_student(knowledge):
+    model = SASRec(N_USERS, N_ITEMS, dim=4, n_heads=1, inner_size=8, max_len=6)
+    with pytest.raises(DistillrecError, match="no per-step rankings.*--step-top-k"):
+        DistillObjective({"step-ranking-distillation": 1.0}, knowledge, model)
+    stepped = with_step_rankings(knowledge, n_steps=30)
+    with pytest.raises(DistillrecError, match="k must be in 1..6"):
+        DistillObjective({"step-ranking-distillation": {"weight": 1.0, "k": 7}}, stepped, model)
+    mf = MatrixFactorization(N_USERS, N_ITEMS, dim=4)
+    objective = DistillObjective({"step-ranking-distillation": {"weight": 1.0, "k": 4}}, stepped, mf)
+    with pytest.raises(DistillrecError, match="MatrixFactorization has no per-step states"):
+        objective(mf, pairs_batch())
 
 
 def test_per_user_terms_read_only_each_users_newest_sequence_window(knowledge):

@@ -4,7 +4,8 @@ from distillrec.distill import METHODS, SCHEDULES, WEIGHTINGS
 from distillrec.distill.objective import ALIASES, Term
 
 EXPECTED_METHODS = {"feature", "rkd-distance", "rkd-angle", "similarity-preserving", "neighbour-graph",
-                    "soft-target-kl", "ranking-distillation", "relaxed-ranking", "info-nce"}
+                    "soft-target-kl", "ranking-distillation", "relaxed-ranking", "info-nce",
+                    "step-ranking-distillation"}
 
 
 def test_every_method_is_registered_by_its_name():

@@ -92,6 +92,14 @@ def test_a_sequential_teacher_fits_on_loo_and_a_gru4rec_distills_from_it(tmp_pat
                    '"weighting": "dllm2rec"}}', "--init", "pca", "--out", student) == 0
     metrics = json.loads((student / "metrics.json").read_text())
     assert metrics["models"]["gru4rec"]["test"]["ndcg@10"] > 0
+    # Per-step ranking distillation: the teacher's per-step rankings come from its run on demand.
+    stepped = tmp_path / "sasrec-step-kd"
+    assert run_cli("distill", "--teacher", run, "--student", "sasrec", "--dim", "8", "--epochs", "1",
+                   "--param", "max_len=10", "--kd", '{"step-ranking-distillation": {"weight": 0.3, "k": 5}}',
+                   "--out", stepped) == 0
+    history = json.loads((stepped / "train.json").read_text())["history"]
+    assert history[0]["losses"]["kd/step-ranking-distillation"] > 0
+    assert "step_top_items" not in load_teacher(run).knowledge.tensors  # computed, not written into the run
 
 
 def test_fit_refuses_an_unknown_teacher_model(tmp_path, capsys):

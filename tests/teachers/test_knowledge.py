@@ -108,3 +108,67 @@ def test_save_load_round_trip_and_tampering_is_refused(knowledge, tmp_path):
     tensors_file.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="does not match the manifest"):
         Knowledge.load(directory)
+
+
+# --- per-step rankings of a sequential teacher ------------------------------------------------
+
+def sequential_teacher_and_train():
+    """A SASRec as the sequential teacher (step_rankings reads only encode and the item
+    table) and a training log: 3 users with 9, 1 and 5 items in time order."""
+    from distillrec.students.sasrec import SASRec
+
+    torch.manual_seed(0)
+    model = SASRec(3, 8, dim=8, n_heads=1, inner_size=8, max_len=4).eval()
+    rng = np.random.default_rng(1)
+    rows = [(0, int(i), t) for t, i in enumerate(rng.integers(0, 8, 9))] + [(1, 3, 0)] + \
+           [(2, int(i), t) for t, i in enumerate(rng.permutation(8)[:5])]
+    train = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).sample(frac=1.0, random_state=0)
+    return model, train
+
+
+def test_step_rankings_are_the_teachers_top_k_at_each_step_with_the_items_before_it_masked():
+    from distillrec.teachers.knowledge import step_rankings
+    from distillrec.train.batches import sequence_windows
+
+    model, train = sequential_teacher_and_train()
+    items, scores = step_rankings(model, train, n_users=3, n_items=8, k=3, max_cells=8 * 4 * 2)  # 2 windows a chunk
+    ordered = train.sort_values(["user", "timestamp"], kind="stable")
+    assert items.shape == (len(train), 3)
+    first_steps = [0, 9, 10]  # each user's first item: nothing before it
+    assert (items[first_steps] == -1).all() and torch.isinf(scores[first_steps]).all()
+    _, windows, steps = sequence_windows(train, 3, model.max_len + 1)
+    checked = 0
+    for window, window_steps in zip(windows, steps):
+        for position in range(model.max_len):  # the input at `position` predicts slot position + 1
+            step, prefix = int(window_steps[position + 1]), window[:position + 1]
+            if step < 0 or prefix[-1] == 0:
+                continue
+            with torch.no_grad():  # the teacher's state at this position of this window, as in training
+                expected = model.encode(window[None, :-1])[0, position] @ model.item_table()[1:].T
+            expected[prefix[prefix > 0] - 1] = float("-inf")
+            top = expected.topk(3)
+            assert items[step].tolist() == top.indices.tolist(), step
+            torch.testing.assert_close(scores[step], top.values, atol=1e-5, rtol=0)
+            checked += 1
+    assert checked == len(train) - 3  # every step but the users' first ones
+    assert int(ordered.iloc[1]["item"]) not in items[1].tolist()  # step 1 masks step 0's item
+
+
+def test_step_top_k_needs_a_sequential_teacher(fitted):
+    dataset, split, model = fitted
+    with pytest.raises(DistillrecError, match="step_top_k needs a sequential teacher"):
+        extract_knowledge(model, split, dataset, top_k=5, knn=3, step_top_k=3)
+
+
+def test_the_per_step_rankings_are_saved_and_described(knowledge, tmp_path):
+    from distillrec.teachers.knowledge import OPTIONAL_TENSOR_NAMES
+
+    steps = {"step_top_items": torch.tensor([[-1, -1], [3, 1]]), "step_top_scores": torch.tensor([[-np.inf] * 2, [2.0, 1.0]])}
+    with_steps = Knowledge({**knowledge.tensors, **steps}, knowledge.importance, knowledge.info)
+    loaded = Knowledge.load(with_steps.save(tmp_path / "knowledge"))
+    for name, tensor in steps.items():
+        assert torch.equal(loaded.tensors[name], tensor)
+    described = json.loads((tmp_path / "knowledge" / "knowledge.json").read_text())["tensors"]
+    assert set(OPTIONAL_TENSOR_NAMES) <= set(described)
+    plain = json.loads((knowledge.save(tmp_path / "plain") / "knowledge.json").read_text())["tensors"]
+    assert not set(OPTIONAL_TENSOR_NAMES) & set(plain)

@@ -58,15 +58,19 @@ def test_pair_epoch_visits_each_interaction_once_and_repeats_by_seed():
 
 def test_sequence_windows_cover_long_histories_newest_first():
     history = interactions([(0, i) for i in range(7)] + [(1, 3), (2, 4), (2, 5)])
-    users, windows = sequence_windows(history, n_users=4, length=4)
+    users, windows, steps = sequence_windows(history, n_users=4, length=4)
     assert users.tolist() == [0, 0, 2]
     # item index + 1, left-padded; windows overlap by one item so each target appears once.
     assert windows.tolist() == [[4, 5, 6, 7], [1, 2, 3, 4], [0, 0, 5, 6]]
+    # rows of the history sorted by user and time: user 0 holds 0-6, user 1 row 7, user 2 8-9
+    assert steps.tolist() == [[3, 4, 5, 6], [0, 1, 2, 3], [-1, -1, 8, 9]]
 
 
 def test_sequence_windows_follow_time_not_table_order():
     history = interactions([(0, 1), (0, 2), (0, 3)], timestamps=[30, 10, 20])
-    assert sequence_windows(history, 1, 4)[1].tolist() == [[0, 3, 4, 2]]
+    _, windows, steps = sequence_windows(history, 1, 4)
+    assert windows.tolist() == [[0, 3, 4, 2]]
+    assert steps.tolist() == [[-1, 0, 1, 2]]  # steps count in time order too
 
 
 def test_sequence_batches_flag_each_users_newest_window_whatever_the_order():
@@ -79,6 +83,11 @@ def test_sequence_batches_flag_each_users_newest_window_whatever_the_order():
     assert len(flags) == 3 and sum(flags.values()) == 2
     for (user, window), newest in flags.items():
         assert newest == (window[-1] == last_item[user])
+    # "step": each slot's row in the history sorted by user and time, the key of per-step knowledge
+    ordered = history.sort_values(["user", "timestamp"], kind="stable")["item"].to_numpy() + 1
+    filled = batch["seq"] > 0
+    assert torch.equal(batch["step"] >= 0, filled)
+    assert (torch.from_numpy(ordered)[batch["step"][filled]] == batch["seq"][filled]).all()
 
 
 def test_sequence_batches_draw_a_negative_per_position():

@@ -14,7 +14,9 @@ except "weight" and "schedule" belongs to the method (see each term's docstring)
 
 Students: MF, two-tower and SASRec. For SASRec a batch row is a training window and its user
 state is the encoder output after the window's last item (what scoring uses for the newest
-window); the batch's `user` column indexes the teacher's knowledge.
+window); the batch's `user` column indexes the teacher's knowledge. A sequential student also
+has a state at every position of a window: `step-ranking-distillation` reads the teacher's
+per-step rankings there, keyed by the batch's `step` column.
 """
 
 from __future__ import annotations
@@ -72,6 +74,15 @@ def normalise_spec(spec: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def step_top_k(spec: Mapping[str, Any]) -> int | None:
+    """How many items per step the spec's per-step terms read from the teacher's per-step
+    rankings (the largest k, defaults included); None when no term reads them."""
+    terms = normalise_spec(spec) if spec else {}
+    ks = [{**METHODS.get(name).defaults, **options}["k"] for name, options in terms.items()
+          if METHODS.get(name).per_step]
+    return max(ks, default=None)
+
+
 def parse_spec(text: str) -> dict[str, Any]:
     """A spec from the command line: "feature=1.0,ranking=0.5" or a JSON object
     ('{"ranking": {"weight": 0.5, "k": 50}}'). Names are checked by `normalise_spec`."""
@@ -107,6 +118,7 @@ class BatchView:
         self.users = batch["user"]
         self._user_vectors: torch.Tensor | None = None
         self._item_table: torch.Tensor | None = None
+        self._step_states: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def user_vectors(self) -> torch.Tensor:
@@ -124,6 +136,17 @@ class BatchView:
         """Student scores of per-row candidates [B, C]."""
         return self.model.similarity(self.user_vectors, self.item_table[items])
 
+    @property
+    def step_states(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A sequential student's state at each position with context and the step it predicts:
+        ([N, d], [N])."""
+        if self._step_states is None:
+            if "step" not in self.batch or not hasattr(self.model, "distill_step_states"):
+                raise DistillrecError(f"{type(self.model).__name__} has no per-step states: per-step "
+                                      "distillation needs a sequential student (sasrec, gru4rec)")
+            self._step_states = self.model.distill_step_states(self.batch)
+        return self._step_states
+
 
 # --- the terms -------------------------------------------------------------------------------
 
@@ -136,6 +159,7 @@ class Term(nn.Module):
 
     name = ""
     per_user = True
+    per_step = False  # reads the teacher's per-step rankings (a sequential teacher's)
     defaults: dict[str, Any] = {}
 
     def __init__(self, knowledge: "_KnowledgeBuffers", student_dim: int, options: Mapping[str, Any]):
@@ -365,17 +389,71 @@ class RankingTerm(_TopKTerm):
         users, top = view.users, self.top_items(view)
         scores = view.scores(top)
         margins = scores - view.scores(self.random_items(view, o["k"], generator)) if o["pairwise"] else scores
-        if o["weighting"] == "position":
-            return ranking_distillation(margins, lam=o["lam"], reduction="none")
-        with torch.no_grad():  # where the student ranks the teacher's items, over the full catalog
-            ranks = catalogue_ranks(scores, view.model.similarity(view.user_vectors, view.item_table))
-        if o["weighting"] == "hybrid":
-            weights = rank_discrepancy_weights(ranks, o["lam"], o["mu"])
-        else:
-            positions = torch.arange(1, o["k"] + 1, device=users.device).expand_as(scores)
-            weights = importance_weights(positions, self.knowledge.top_scores[users, :o["k"]], ranks < o["k"],
-                                         beta=o["beta"])
-        return ranking_distillation(margins, weights, reduction="none")
+        return _weighted_ranking(margins, scores, lambda: view.model.similarity(view.user_vectors, view.item_table),
+                                 lambda: self.knowledge.top_scores[users, :o["k"]], o)
+
+
+def _weighted_ranking(margins: torch.Tensor, scores: torch.Tensor, catalogue_scores, teacher_scores,
+                      o: Mapping[str, Any]) -> torch.Tensor:
+    """Ranking distillation per row under `o["weighting"]`: the student `scores` [R, k] of the
+    teacher's list (`margins`: what the loss reads, the scores or pairwise margins);
+    `catalogue_scores()` the rows' scores of every item and `teacher_scores()` the teacher's
+    scores of its list, both called only when the weighting needs them."""
+    if o["weighting"] == "position":
+        return ranking_distillation(margins, lam=o["lam"], reduction="none")
+    with torch.no_grad():  # where the student ranks the teacher's items, over the full catalog
+        ranks = catalogue_ranks(scores, catalogue_scores())
+    if o["weighting"] == "hybrid":
+        weights = rank_discrepancy_weights(ranks, o["lam"], o["mu"])
+    else:
+        positions = torch.arange(1, o["k"] + 1, device=scores.device).expand_as(scores)
+        weights = importance_weights(positions, teacher_scores(), ranks < o["k"], beta=o["beta"])
+    return ranking_distillation(margins, weights, reduction="none")
+
+
+@_term
+class StepRankingTerm(Term):
+    """Ranking distillation at every training step of a sequential student, the way DLLM2Rec
+    distils one teacher list per training sequence: the student's state at each position of
+    a window scores the teacher's top-k next items for that step (the Knowledge's per-step
+    rankings, `teacher.step_top_k`) as weighted positives, weighted as in
+    ranking-distillation. One mean over the batch's steps; a user's newest window is not
+    special here. Options: k, lam (position decay), weighting ("position" | "hybrid" |
+    "dllm2rec"), mu (hybrid), beta (dllm2rec position)."""
+
+    name, per_user, per_step = "step-ranking-distillation", False, True
+    defaults = {"k": 10, "lam": 10.0, "weighting": "dllm2rec", "mu": 0.1, "beta": 10.0}
+    params_schema = {"k": {"ge": 1}, "lam": {"gt": 0}, "weighting": {"choices": ("position", "hybrid", "dllm2rec")},
+                     "mu": {"ge": 0}, "beta": {"gt": 0}}
+
+    def __init__(self, knowledge, student_dim, options):
+        super().__init__(knowledge, student_dim, options)
+        if not hasattr(knowledge, "step_top_items"):
+            raise DistillrecError(f"{self.name}: the knowledge has no per-step rankings; a sequential "
+                                  "teacher's are added when a student is distilled from its run, or "
+                                  "extracted with `distillrec teacher extract --step-top-k K`")
+        k, available = self.options["k"], knowledge.step_top_items.shape[1]
+        if not 1 <= k <= available:
+            raise DistillrecError(f"{self.name}: k must be in 1..{available} (the knowledge's step_top_k), got {k}")
+        listed = knowledge.step_top_items[:, :k] >= 0
+        short = int((listed.any(dim=1) & ~listed.all(dim=1)).sum())
+        if short:
+            raise DistillrecError(f"{self.name}: the teacher ranks fewer than k={k} items at {short} steps; lower k")
+        if self.options["weighting"] not in ("position", "hybrid", "dllm2rec"):
+            raise DistillrecError(f"{self.name}: weighting must be position, hybrid or dllm2rec, "
+                                  f"got {self.options['weighting']!r}")
+
+    def forward(self, view, generator):
+        o = self.options
+        states, steps = view.step_states
+        top = self.knowledge.step_top_items[steps, :o["k"]]
+        if bool((top < 0).any()):
+            raise DistillrecError(f"{self.name}: a batch step has no teacher ranking: the knowledge was "
+                                  "extracted from other training data than the student's")
+        scores = view.model.similarity(states, view.item_table[top])
+        per_step = _weighted_ranking(scores, scores, lambda: view.model.similarity(states, view.item_table),
+                                     lambda: self.knowledge.step_top_scores[steps, :o["k"]], o)
+        return per_step.mean() if len(per_step) else states.sum() * 0.0
 
 
 @_term
@@ -436,8 +514,9 @@ class _KnowledgeBuffers(nn.Module):
 
     def __init__(self, knowledge: "Knowledge"):
         super().__init__()
-        for name in ("user", "item", "top_items", "top_scores", "knn_items"):
-            self.register_buffer(name, knowledge.tensors[name].detach().clone(), persistent=False)
+        for name in ("user", "item", "top_items", "top_scores", "knn_items", "step_top_items", "step_top_scores"):
+            if name in knowledge.tensors:  # the per-step rankings only from a sequential teacher
+                self.register_buffer(name, knowledge.tensors[name].detach().clone(), persistent=False)
 
 
 def _make_weighting(kind: str, name: str, weight: float) -> nn.Module:

@@ -9,7 +9,7 @@ so the student and the teacher are always evaluated on the same users and items.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -66,6 +66,28 @@ def load_teacher(run_dir: str | Path) -> TeacherRun:
     return TeacherRun(run_dir, dataset, split, knowledge, metrics)
 
 
+def with_step_rankings(teacher: TeacherRun, k: int) -> TeacherRun:
+    """The teacher run with its sequential teacher's per-step rankings (k items a step) added to
+    its Knowledge in memory: one pass of the teacher over the training windows, so they need
+    not be extracted (and stored) ahead of a distillation that reads them."""
+    import torch
+
+    from distillrec.students.sequential import SequentialRecommender
+    from distillrec.teachers.knowledge import Knowledge, step_rankings
+
+    _, split, model, _ = runs.load_run(teacher.path)  # hash-verified, like the knowledge
+    if not isinstance(model, SequentialRecommender):
+        raise DistillrecError(f"{teacher.path}: per-step distillation needs a sequential teacher "
+                              f"(e.g. lm-seq-teacher); this run's is a {type(model).__name__}")
+    model.eval()
+    with torch.no_grad():
+        items, scores = step_rankings(model, split.train, split.n_users, split.n_items, k)
+    knowledge = teacher.knowledge
+    info = {**knowledge.info, "step_top_k": k, "n_train": len(split.train)}
+    tensors = {**knowledge.tensors, "step_top_items": items, "step_top_scores": scores}
+    return replace(teacher, knowledge=Knowledge(tensors, knowledge.importance, info))
+
+
 def distill_student(teacher_run: str | Path | TeacherRun, student: str, kd_spec: Mapping[str, Any] | None, *,
                     dim: int = 64, seed: int = 0, init: str | None = None, weighting: str = "fixed",
                     confidence: bool = False, model_params: Mapping[str, Any] | None = None,
@@ -76,7 +98,7 @@ def distill_student(teacher_run: str | Path | TeacherRun, student: str, kd_spec:
     teacher's representations; evaluate it and write a run directory (role "distilled",
     or "baseline" when neither KD nor init is used). Returns (run directory, metrics).
     resume: continue from the last checkpoint in `out` (a fresh start when it has none)."""
-    from distillrec.distill.objective import DistillObjective, normalise_spec
+    from distillrec.distill.objective import DistillObjective, normalise_spec, step_top_k
     from distillrec.distill.weighting import WEIGHTINGS
     from distillrec.experiment import fit_model
     from distillrec.params import check_kd, check_model_params, make_train_config
@@ -94,6 +116,8 @@ def distill_student(teacher_run: str | Path | TeacherRun, student: str, kd_spec:
     if resume and out is None:
         raise DistillrecError("resume needs the run directory (--out) of the interrupted run")
     teacher = teacher_run if isinstance(teacher_run, TeacherRun) else load_teacher(teacher_run)
+    if (steps := step_top_k(spec)) is not None and "step_top_items" not in teacher.knowledge.tensors:
+        teacher = with_step_rankings(teacher, steps)
 
     params = {"dim": dim, **(model_params or {})}
     model = model_cls.build(teacher.dataset, teacher.split, seed=seed, **params)

@@ -108,6 +108,13 @@ class SequentialRecommender(Recommender):
         """The state after the window's last item: seq[:, 1:] is the window without its oldest slot."""
         return self.encode(batch["seq"][:, 1:], last_only=True)[:, -1]
 
+    def distill_step_states(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state at each window position with context and the training step it predicts
+        (`batch["step"]`, see SequenceBatches): ([N, d], [N]), the positions `loss` trains."""
+        inputs, steps = batch["seq"][:, :-1], batch["step"][:, 1:]
+        keep = inputs > 0
+        return self.encode(inputs)[keep], steps[keep]
+
     def distill_items(self, batch) -> torch.Tensor:
         seq = batch["seq"]
         return (seq[seq > 0] - 1).unique()

@@ -80,7 +80,7 @@ def fit_teacher(*, model: str = TEACHER_MODEL, dataset: str, split_name: str, se
 
 
 def extract(run_dir: str | os.PathLike, *, top_k: int = 100, knn: int = 20, importance: bool = False,
-            seed: int = 0) -> dict[str, Any]:
+            seed: int = 0, step_top_k: int | None = None) -> dict[str, Any]:
     """Extract a fitted teacher run's Knowledge into `run_dir/knowledge` and re-seal the run's
     manifest so it covers the new files. Returns the knowledge's info (timings included)."""
     from distillrec.teachers.knowledge import extract_knowledge
@@ -94,7 +94,8 @@ def extract(run_dir: str | os.PathLike, *, top_k: int = 100, knn: int = 20, impo
     if "teacher" not in roles or not hasattr(model, "text_embeddings"):
         raise DistillrecError(f"{run_dir}: not a fitted teacher run (roles {sorted(map(str, roles))}); "
                               "fit one with `distillrec teacher fit`")
-    knowledge = extract_knowledge(model, split, dataset, top_k=top_k, knn=knn, importance=importance, seed=seed)
+    knowledge = extract_knowledge(model, split, dataset, top_k=top_k, knn=knn, importance=importance, seed=seed,
+                                  step_top_k=step_top_k)
     knowledge.save(target)
     manifest = artifacts.read_json(run_dir / artifacts.MANIFEST)
     try:

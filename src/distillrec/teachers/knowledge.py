@@ -8,6 +8,10 @@
   every item the user has not seen (the distribution a full-softmax teacher was trained to
   output, restricted to the candidates a student ranks);
 - relations: an item-item k-nearest-neighbour graph in teacher space (cosine, self excluded);
+- per-step rankings (a sequential teacher, `step_top_k`): at every training step, the
+  teacher's top-K next items from the items before it (those masked), so a sequential student
+  can learn the teacher's ranking at each of its own positions, as DLLM2Rec distils one list
+  per training sequence, not one per user;
 - feature importance by permutation: the drop in validation NDCG@10 when one input is shuffled
   across entities (a side-feature column, the whole text embedding, or one text field of the
   template, re-rendered and re-encoded). Permutation rather than gradients, because text fields
@@ -40,7 +44,9 @@ from distillrec.data.dataset import Dataset
 from distillrec.data.split import Split
 from distillrec.errors import ArtifactError, DistillrecError
 from distillrec.evaluation.evaluator import Evaluator, rank_top_k, rows_per_chunk
+from distillrec.students.sequential import SequentialRecommender
 from distillrec.teachers.models import LMTeacher
+from distillrec.train.batches import sequence_windows
 from distillrec.train import distributed
 
 KIND = "knowledge"
@@ -57,6 +63,12 @@ TENSOR_NAMES = {
     "top_confidence": "softmax probability of each top item over the user's unseen items [n_users, K]",
     "knn_items": "each item's nearest items in teacher space, nearest first [n_items, knn]",
     "knn_similarity": "cosine similarity of knn_items [n_items, knn]",
+}
+#: tensors a Knowledge may hold (a sequential teacher extracted with step_top_k).
+OPTIONAL_TENSOR_NAMES = {
+    "step_top_items": "at each training step (row of train sorted by user and time) the teacher's top-K next "
+                      "items from the steps before it, best first [n_train, K] (-1: a user's first step, no context)",
+    "step_top_scores": "teacher scores of step_top_items [n_train, K] (-inf where step_top_items is -1)",
 }
 
 
@@ -83,8 +95,9 @@ class Knowledge:
             directory.rmdir()  # an empty directory is replaced by the complete one
         with artifacts.atomic_directory(directory) as tmp:
             artifacts.write_tensors(tmp / TENSORS, self.tensors)
+            described = {**TENSOR_NAMES, **{k: v for k, v in OPTIONAL_TENSOR_NAMES.items() if k in self.tensors}}
             artifacts.write_json(tmp / META, {"importance": self.importance, "info": self.info,
-                                              "tensors": TENSOR_NAMES})
+                                              "tensors": described})
             artifacts.write_manifest(tmp, kind=KIND, extra={"data_fingerprint": self.info.get("data_fingerprint")})
         return directory
 
@@ -101,18 +114,25 @@ class Knowledge:
 
 def extract_knowledge(model: LMTeacher, split: Split, dataset: Dataset, top_k: int = 100, knn: int = 20,
                       chunk: int = 1024, *, importance: bool = True, text_fields: Sequence[str] | None = None,
-                      seed: int = 0) -> Knowledge:
+                      seed: int = 0, step_top_k: int | None = None) -> Knowledge:
     """Everything a student may learn from `model`, fitted on `split.train`.
 
     The model sees the training history (train + revealed), which is also what each user's
     ranking masks. text_fields: template fields whose permutation importance is measured
     (None: every field of the model's template that is an item column; needs the model's
     language model). importance=False skips feature importance (it costs one validation per
-    input, plus one re-encode of the catalog per text field).
+    input, plus one re-encode of the catalog per text field). step_top_k: also the per-step
+    rankings of a sequential teacher (module docstring), that many items per step.
     """
     if not 1 <= top_k <= split.n_items or not 1 <= knn < split.n_items:
         raise DistillrecError(f"top_k must be in 1..{split.n_items} and knn in 1..{split.n_items - 1}, "
                               f"got top_k={top_k}, knn={knn}")
+    if step_top_k is not None:
+        if not isinstance(model, SequentialRecommender):
+            raise DistillrecError(f"step_top_k needs a sequential teacher (e.g. lm-seq-teacher); "
+                                  f"{type(model).__name__} has no per-step states")
+        if not 1 <= step_top_k <= split.n_items:
+            raise DistillrecError(f"step_top_k must be in 1..{split.n_items}, got {step_top_k}")
     if chunk < 1:
         raise DistillrecError(f"chunk must be >= 1, got {chunk}")
     chunk = rows_per_chunk(chunk, split.n_items)  # no score matrix above the evaluator's cap
@@ -138,15 +158,25 @@ def extract_knowledge(model: LMTeacher, split: Split, dataset: Dataset, top_k: i
                                      for part in nearest_items(representations["item"], knn, chunk, rows=mine))
         timings["knn_seconds"] = time.perf_counter() - started
 
+        steps = {}
+        if step_top_k is not None:
+            # Every rank computes all steps (no collective): the teacher is the same everywhere.
+            started = time.perf_counter()
+            steps = dict(zip(("step_top_items", "step_top_scores"),
+                             step_rankings(model, split.train, split.n_users, split.n_items, step_top_k)))
+            timings["step_top_k_seconds"] = time.perf_counter() - started
+
         started = time.perf_counter()
         scores = permutation_importance(model, split, dataset, text_fields, seed) if importance else {}
         timings["importance_seconds"] = time.perf_counter() - started
 
     tensors = {"user": representations["user"], "item": representations["item"],
                "text": model.text_embeddings, "top_items": top_items, "top_scores": top_scores,
-               "top_confidence": top_confidence, "knn_items": knn_items, "knn_similarity": knn_similarity}
+               "top_confidence": top_confidence, "knn_items": knn_items, "knn_similarity": knn_similarity,
+               **steps}
     info = {"model": type(model).__name__, "parameters": model.num_parameters(), "top_k": top_k, "knn": knn,
-            "history": "train + revealed (masked in rankings)",
+            "history": "train + revealed (masked in rankings)", "step_top_k": step_top_k,
+            "n_train": len(split.train),
             "confidence": "softmax over the user's unseen items",
             "importance_method": f"permutation: drop in valid {IMPORTANCE_METRIC} (seed {seed}, 1 repeat)"
             if importance else "not computed",
@@ -187,6 +217,38 @@ def top_k_rankings(scorer, seen: pd.DataFrame, n_users: int, n_items: int, k: in
         scores_out[out_rows] = top_scores.cpu()
         confidence_out[out_rows] = confidence.masked_fill(empty, 0.0).cpu()
     return items_out, scores_out, confidence_out
+
+
+def step_rankings(model: SequentialRecommender, train: pd.DataFrame, n_users: int, n_items: int, k: int,
+                  max_cells: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's top-k next items at every training step: (items [n_train, k] int64,
+    scores [n_train, k]), row r for row r of `train` sorted by user and time (stable), the
+    order `sequence_windows` numbers steps in. The teacher reads the windows it was trained on
+    (`max_len + 1` items), so a step sees as much context as in training; the items before the
+    step in its window are masked (the evaluation's rule: a seen item is not recommended).
+    A user's first step has nothing before it: -1 items, -inf scores."""
+    _, windows, steps = sequence_windows(train, n_users, model.max_len + 1)
+    items_out = torch.full((len(train), k), -1, dtype=torch.long)
+    scores_out = torch.full((len(train), k), float("-inf"))
+    length = model.max_len
+    table = model.item_table()
+    chunk = rows_per_chunk(len(windows) or 1, length * n_items, max_cells)
+    for start in range(0, len(windows), chunk):
+        inputs = windows[start:start + chunk, :-1].to(table.device)  # position p predicts slot p + 1
+        targets = steps[start:start + chunk, 1:]
+        scores = model.encode(inputs, table) @ table[1:].T  # [c, L, n_items]
+        # An item is seen at position p if it fills any slot <= p: a running max of one-hot rows.
+        seen = torch.zeros(*inputs.shape, n_items + 1, dtype=torch.bool, device=scores.device)
+        seen.scatter_(2, inputs.unsqueeze(2), True)
+        seen = seen.cummax(dim=1).values[..., 1:]  # column 0 is padding
+        keep = (inputs > 0).cpu() & (targets >= 0)
+        scores = scores.masked_fill(seen, float("-inf"))[keep.to(scores.device)]
+        top = rank_top_k(scores, k)
+        top_scores = scores.gather(1, top)
+        rows = targets[keep]
+        items_out[rows] = top.masked_fill(torch.isinf(top_scores), -1).cpu()
+        scores_out[rows] = top_scores.cpu()
+    return items_out, scores_out
 
 
 def nearest_items(item_vectors: torch.Tensor, knn: int, chunk: int = 1024,

@@ -155,16 +155,19 @@ class SequenceBatches(_EpochBatches):
     "newest": [B] bool, the window that ends at the user's last training item: the only one
     whose final state predicts what the teacher's per-user knowledge (top-K from the whole
     training history) speaks about, so distillation's per-user terms read only those rows.
+    "step": [B, max_len + 1] each slot's training step: its row in the training interactions
+    sorted by user and time (-1 for padding), the key of the teacher's per-step knowledge.
     With n_negatives > 0, "neg": [B, max_len, n_negatives] item indices (no +1 shift)."""
 
     def __init__(self, interactions: pd.DataFrame, n_users: int, max_len: int, n_negatives: int = 0,
                  sampler: NegativeSampler | None = None, device: str | torch.device = "cpu"):
         if n_negatives > 0 and sampler is None:
             raise ValueError("n_negatives > 0 needs a NegativeSampler")
-        users, windows = sequence_windows(interactions, n_users, max_len + 1)
+        users, windows, steps = sequence_windows(interactions, n_users, max_len + 1)
         newest = torch.ones(len(users), dtype=torch.bool)  # windows come newest first per user
         newest[1:] = users[1:] != users[:-1]
         self.users, self.windows, self.newest = users.to(device), windows.to(device), newest.to(device)
+        self.steps = steps.to(device)
         self.max_len, self.n_negatives, self.sampler, self._device = max_len, n_negatives, sampler, device
         self._owners_per_row = max_len
 
@@ -172,7 +175,8 @@ class SequenceBatches(_EpochBatches):
         return self.users.numel()
 
     def _columns(self, rows: torch.Tensor) -> Batch:
-        return {"user": self.users[rows], "seq": self.windows[rows], "newest": self.newest[rows]}
+        return {"user": self.users[rows], "seq": self.windows[rows], "newest": self.newest[rows],
+                "step": self.steps[rows]}
 
     def _negative_owners(self, columns: Batch) -> torch.Tensor:
         return columns["user"].unsqueeze(1).expand(-1, self.max_len)
@@ -182,10 +186,13 @@ def _column(frame: pd.DataFrame, name: str, device: str | torch.device) -> torch
     return torch.tensor(frame[name].to_numpy(np.int64), dtype=torch.long, device=device)
 
 
-def sequence_windows(interactions: pd.DataFrame, n_users: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_windows(interactions: pd.DataFrame, n_users: int,
+                     length: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cut each user's time-ordered items into windows of `length` (item + 1, left-padded with 0)
-    that overlap by one item, newest window first. Returns (users [W], windows [W, length]).
-    Users with fewer than two items get no window: there is nothing to predict."""
+    that overlap by one item, newest window first. Returns (users [W], windows [W, length],
+    steps [W, length]): a slot's step is its row in `interactions` sorted by user and time
+    (stable), -1 for padding. Users with fewer than two items get no window: there is nothing
+    to predict."""
     ordered = interactions.sort_values(["user", "timestamp"], kind="stable")
     users = ordered["user"].to_numpy(np.int64)
     items = ordered["item"].to_numpy(np.int64) + 1
@@ -198,8 +205,10 @@ def sequence_windows(interactions: pd.DataFrame, n_users: int, length: int) -> t
     end = starts[window_user] + counts[window_user] - rank * stride  # exclusive, global row
     first = starts[window_user]
     index = end[:, None] - length + np.arange(length)[None, :]
-    windows = np.where(index >= first[:, None], items[np.clip(index, 0, None)], 0)
-    return torch.from_numpy(window_user), torch.from_numpy(windows.astype(np.int64))
+    filled = index >= first[:, None]
+    windows = np.where(filled, items[np.clip(index, 0, None)], 0)
+    steps = np.where(filled, index, -1)
+    return torch.from_numpy(window_user), torch.from_numpy(windows.astype(np.int64)), torch.from_numpy(steps)
 
 
 def make_batches(model, interactions: pd.DataFrame, n_users: int, n_items: int, *, n_negatives: int,
