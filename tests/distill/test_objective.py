@@ -155,6 +155,22 @@ def test_step_ranking_scores_each_positions_teacher_list_at_that_step(knowledge)
     assert torch.isfinite(loss) and model.item_embedding.weight.grad.abs().sum() > 0
 
 
+def test_step_states_reuse_the_rec_losss_encoder_pass_on_the_same_batch_only():
+    model = SASRec(N_USERS, N_ITEMS, dim=4, n_heads=1, inner_size=8, max_len=6).eval()
+    batch = {**sequence_batch(), "step": torch.arange(70).view(10, 7)}
+    model.loss(batch)
+    from_loss = model._loss_states[1]
+    shared, _ = model.distill_step_states(batch)
+    assert shared is from_loss
+    again, _ = model.distill_step_states(batch)  # read once: a second call encodes afresh
+    assert again is not shared
+    torch.testing.assert_close(again, shared)  # the same states (no dropout in eval)
+    model.loss(batch)
+    from_loss = model._loss_states[1]
+    other = {**batch, "seq": batch["seq"].clone()}  # another batch never reads them
+    assert model.distill_step_states(other)[0] is not from_loss
+
+
 def test_step_ranking_needs_per_step_knowledge_and_a_sequential_student(knowledge):
     model = SASRec(N_USERS, N_ITEMS, dim=4, n_heads=1, inner_size=8, max_len=6)
     with pytest.raises(DistillrecError, match="no per-step rankings.*--step-top-k"):

@@ -42,6 +42,8 @@ class SequentialRecommender(Recommender):
         self.item_embedding = nn.Embedding(n_items + 1, dim, padding_idx=0)  # row 0: padding
         # Per-user input for `score`: the last max_len items seen, set by `set_history`.
         self.register_buffer("history", torch.zeros(n_users, max_len, dtype=torch.long), persistent=False)
+        # The states `loss` computed for its batch, read once by `distill_step_states`.
+        self._loss_states: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # --- what a subclass provides ----------------------------------------------------------
 
@@ -63,6 +65,7 @@ class SequentialRecommender(Recommender):
         keep = inputs > 0  # the first item of a history has no context to predict it from
         table = self.item_table()
         hidden = self.encode(inputs, table)[keep]  # [N, d]
+        self._loss_states = (batch["seq"], hidden)
         target_items = targets[keep]              # [N], item index + 1
         rec = REC_LOSSES.get(self.rec_loss)
         if rec.candidates == "full":
@@ -110,10 +113,14 @@ class SequentialRecommender(Recommender):
 
     def distill_step_states(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The state at each window position with context and the training step it predicts
-        (`batch["step"]`, see SequenceBatches): ([N, d], [N]), the positions `loss` trains."""
+        (`batch["step"]`, see SequenceBatches): ([N, d], [N]), the positions `loss` trains.
+        Right after `loss` on the same batch these are its states (one encoder pass a step,
+        one dropout draw, as DLLM2Rec's training shares them); otherwise they are computed."""
         inputs, steps = batch["seq"][:, :-1], batch["step"][:, 1:]
         keep = inputs > 0
-        return self.encode(inputs)[keep], steps[keep]
+        cached, self._loss_states = self._loss_states, None
+        hidden = cached[1] if cached is not None and cached[0] is batch["seq"] else self.encode(inputs)[keep]
+        return hidden, steps[keep]
 
     def distill_items(self, batch) -> torch.Tensor:
         seq = batch["seq"]
