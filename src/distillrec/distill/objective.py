@@ -416,7 +416,7 @@ class StepRankingTerm(Term):
     """Ranking distillation at every training step of a sequential student, the way DLLM2Rec
     distils one teacher list per training sequence: the student's state at each position of
     a window scores the teacher's top-k next items for that step (the Knowledge's per-step
-    rankings, `teacher.step_top_k`) as weighted positives, weighted as in
+    rankings, `teachers.knowledge.step_rankings`) as weighted positives, weighted as in
     ranking-distillation. One mean over the batch's steps; a user's newest window is not
     special here. Options: k, lam (position decay), weighting ("position" | "hybrid" |
     "dllm2rec"), mu (hybrid), beta (dllm2rec position)."""
