@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from distillrec.data.dataset import RawData, build_dataset
 from distillrec.data.splitting import random_split
 from distillrec.distill.losses import ranking_distillation, soft_target_kl, student_ranks
-from distillrec.distill.objective import (ALIASES, METHODS, DistillObjective, catalogue_ranks, normalise_spec,
-                                          parse_spec)
+from distillrec.distill.objective import (ALIASES, METHODS, DistillObjective, catalogue_ranks, in_catalogue_top_k,
+                                          normalise_spec, parse_spec)
 from distillrec.errors import DistillrecError
 from distillrec.students.mf import MatrixFactorization
 from distillrec.students.sasrec import SASRec
@@ -211,6 +211,14 @@ def test_per_user_terms_read_only_each_users_newest_sequence_window(knowledge):
     objective.step.zero_()
     without = objective(model, batch)  # no flags (pairs, or older callers): every row counts
     assert not torch.allclose(without["kd/ranking-distillation"], with_flags["kd/ranking-distillation"])
+
+
+def test_in_catalogue_top_k_is_catalogue_ranks_below_k_ties_included():
+    generator = torch.Generator().manual_seed(3)
+    catalogue = torch.randint(0, 6, (40, 25), generator=generator).float()  # many ties
+    candidates = catalogue[:, :8]
+    for k in (1, 3, 8):
+        assert torch.equal(in_catalogue_top_k(candidates, catalogue, k), catalogue_ranks(candidates, catalogue) < k)
 
 
 def test_catalogue_ranks_count_the_items_scored_strictly_higher_like_student_ranks():

@@ -401,14 +401,23 @@ def _weighted_ranking(margins: torch.Tensor, scores: torch.Tensor, catalogue_sco
     scores of its list, both called only when the weighting needs them."""
     if o["weighting"] == "position":
         return ranking_distillation(margins, lam=o["lam"], reduction="none")
-    with torch.no_grad():  # where the student ranks the teacher's items, over the full catalog
-        ranks = catalogue_ranks(scores, catalogue_scores())
     if o["weighting"] == "hybrid":
+        with torch.no_grad():  # where the student ranks the teacher's items, over the full catalog
+            ranks = catalogue_ranks(scores, catalogue_scores())
         weights = rank_discrepancy_weights(ranks, o["lam"], o["mu"])
     else:
+        with torch.no_grad():
+            consistent = in_catalogue_top_k(scores, catalogue_scores(), o["k"])
         positions = torch.arange(1, o["k"] + 1, device=scores.device).expand_as(scores)
-        weights = importance_weights(positions, teacher_scores(), ranks < o["k"], beta=o["beta"])
+        weights = importance_weights(positions, teacher_scores(), consistent, beta=o["beta"])
     return ranking_distillation(margins, weights, reduction="none")
+
+
+def in_catalogue_top_k(candidate_scores: torch.Tensor, catalogue_scores: torch.Tensor, k: int) -> torch.Tensor:
+    """`catalogue_ranks(...) < k` [B, K] without sorting the rows: fewer than k items score
+    strictly higher than a candidate exactly when it scores at least the row's k-th best."""
+    kth = catalogue_scores.detach().topk(k, dim=1).values[:, -1:]
+    return candidate_scores.detach() >= kth
 
 
 @_term
