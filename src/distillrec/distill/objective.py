@@ -380,9 +380,7 @@ class RankingTerm(_TopKTerm):
 
     def __init__(self, knowledge, student_dim, options):
         super().__init__(knowledge, student_dim, options)
-        if self.options["weighting"] not in ("position", "hybrid", "dllm2rec"):
-            raise DistillrecError(f"{self.name}: weighting must be position, hybrid or dllm2rec, "
-                                  f"got {self.options['weighting']!r}")
+        _check_weighting(self.name, self.options["weighting"])
 
     def forward(self, view, generator):
         o = self.options
@@ -391,6 +389,11 @@ class RankingTerm(_TopKTerm):
         margins = scores - view.scores(self.random_items(view, o["k"], generator)) if o["pairwise"] else scores
         return _weighted_ranking(margins, scores, lambda: view.model.similarity(view.user_vectors, view.item_table),
                                  lambda: self.knowledge.top_scores[users, :o["k"]], o)
+
+
+def _check_weighting(name: str, weighting: str) -> None:
+    if weighting not in ("position", "hybrid", "dllm2rec"):
+        raise DistillrecError(f"{name}: weighting must be position, hybrid or dllm2rec, got {weighting!r}")
 
 
 def _weighted_ranking(margins: torch.Tensor, scores: torch.Tensor, catalogue_scores, teacher_scores,
@@ -448,9 +451,7 @@ class StepRankingTerm(Term):
         short = int((listed.any(dim=1) & ~listed.all(dim=1)).sum())
         if short:
             raise DistillrecError(f"{self.name}: the teacher ranks fewer than k={k} items at {short} steps; lower k")
-        if self.options["weighting"] not in ("position", "hybrid", "dllm2rec"):
-            raise DistillrecError(f"{self.name}: weighting must be position, hybrid or dllm2rec, "
-                                  f"got {self.options['weighting']!r}")
+        _check_weighting(self.name, self.options["weighting"])
 
     def forward(self, view, generator):
         o = self.options

@@ -70,22 +70,10 @@ def with_step_rankings(teacher: TeacherRun, k: int) -> TeacherRun:
     """The teacher run with its sequential teacher's per-step rankings (k items a step) added to
     its Knowledge in memory: one pass of the teacher over the training windows, so they need
     not be extracted (and stored) ahead of a distillation that reads them."""
-    import torch
-
-    from distillrec.students.sequential import SequentialRecommender
-    from distillrec.teachers.knowledge import Knowledge, step_rankings
+    from distillrec.teachers import knowledge
 
     _, split, model, _ = runs.load_run(teacher.path)  # hash-verified, like the knowledge
-    if not isinstance(model, SequentialRecommender):
-        raise DistillrecError(f"{teacher.path}: per-step distillation needs a sequential teacher "
-                              f"(e.g. lm-seq-teacher); this run's is a {type(model).__name__}")
-    model.eval()
-    with torch.no_grad():
-        items, scores = step_rankings(model, split.train, split.n_users, split.n_items, k)
-    knowledge = teacher.knowledge
-    info = {**knowledge.info, "step_top_k": k, "n_train": len(split.train)}
-    tensors = {**knowledge.tensors, "step_top_items": items, "step_top_scores": scores}
-    return replace(teacher, knowledge=Knowledge(tensors, knowledge.importance, info))
+    return replace(teacher, knowledge=knowledge.with_step_rankings(teacher.knowledge, model, split, k))
 
 
 def distill_student(teacher_run: str | Path | TeacherRun, student: str, kd_spec: Mapping[str, Any] | None, *,

@@ -128,11 +128,7 @@ def extract_knowledge(model: LMTeacher, split: Split, dataset: Dataset, top_k: i
         raise DistillrecError(f"top_k must be in 1..{split.n_items} and knn in 1..{split.n_items - 1}, "
                               f"got top_k={top_k}, knn={knn}")
     if step_top_k is not None:
-        if not isinstance(model, SequentialRecommender):
-            raise DistillrecError(f"step_top_k needs a sequential teacher (e.g. lm-seq-teacher); "
-                                  f"{type(model).__name__} has no per-step states")
-        if not 1 <= step_top_k <= split.n_items:
-            raise DistillrecError(f"step_top_k must be in 1..{split.n_items}, got {step_top_k}")
+        _check_step_teacher(model, step_top_k, split.n_items)
     if chunk < 1:
         raise DistillrecError(f"chunk must be >= 1, got {chunk}")
     chunk = rows_per_chunk(chunk, split.n_items)  # no score matrix above the evaluator's cap
@@ -158,31 +154,49 @@ def extract_knowledge(model: LMTeacher, split: Split, dataset: Dataset, top_k: i
                                      for part in nearest_items(representations["item"], knn, chunk, rows=mine))
         timings["knn_seconds"] = time.perf_counter() - started
 
-        steps = {}
-        if step_top_k is not None:
-            # Every rank computes all steps (no collective): the teacher is the same everywhere.
-            started = time.perf_counter()
-            steps = dict(zip(("step_top_items", "step_top_scores"),
-                             step_rankings(model, split.train, split.n_users, split.n_items, step_top_k)))
-            timings["step_top_k_seconds"] = time.perf_counter() - started
-
         started = time.perf_counter()
         scores = permutation_importance(model, split, dataset, text_fields, seed) if importance else {}
         timings["importance_seconds"] = time.perf_counter() - started
 
     tensors = {"user": representations["user"], "item": representations["item"],
                "text": model.text_embeddings, "top_items": top_items, "top_scores": top_scores,
-               "top_confidence": top_confidence, "knn_items": knn_items, "knn_similarity": knn_similarity,
-               **steps}
+               "top_confidence": top_confidence, "knn_items": knn_items, "knn_similarity": knn_similarity}
     info = {"model": type(model).__name__, "parameters": model.num_parameters(), "top_k": top_k, "knn": knn,
-            "history": "train + revealed (masked in rankings)", "step_top_k": step_top_k,
+            "history": "train + revealed (masked in rankings)", "step_top_k": None,
             "n_train": len(split.train),
             "confidence": "softmax over the user's unseen items",
             "importance_method": f"permutation: drop in valid {IMPORTANCE_METRIC} (seed {seed}, 1 repeat)"
             if importance else "not computed",
             "timings": timings, "data_fingerprint": dataset.fingerprint, "n_users": split.n_users,
             "n_items": split.n_items}
-    return Knowledge({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, scores, info)
+    knowledge = Knowledge({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, scores, info)
+    if step_top_k is not None:
+        # Every rank computes all steps (no collective): the teacher is the same everywhere.
+        knowledge = with_step_rankings(knowledge, model, split, step_top_k)
+    return knowledge
+
+
+def with_step_rankings(knowledge: Knowledge, model: SequentialRecommender, split: Split, k: int) -> Knowledge:
+    """`knowledge` plus its sequential teacher's per-step rankings, k items a step, over
+    `split.train` (module docstring): for `extract_knowledge(step_top_k=k)`, and for a
+    distillation that needs them from a Knowledge extracted without them."""
+    _check_step_teacher(model, k, split.n_items)
+    model.eval()
+    started = time.perf_counter()
+    with torch.no_grad():
+        items, scores = step_rankings(model, split.train, split.n_users, split.n_items, k)
+    timings = {**knowledge.info.get("timings", {}), "step_top_k_seconds": time.perf_counter() - started}
+    info = {**knowledge.info, "step_top_k": k, "n_train": len(split.train), "timings": timings}
+    return Knowledge({**knowledge.tensors, "step_top_items": items, "step_top_scores": scores},
+                     knowledge.importance, info)
+
+
+def _check_step_teacher(model, k: int, n_items: int) -> None:
+    if not isinstance(model, SequentialRecommender):
+        raise DistillrecError(f"step_top_k needs a sequential teacher (e.g. lm-seq-teacher); "
+                              f"{type(model).__name__} has no per-step states")
+    if not 1 <= k <= n_items:
+        raise DistillrecError(f"step_top_k must be in 1..{n_items}, got {k}")
 
 
 # --- rankings and relations -----------------------------------------------------------------
