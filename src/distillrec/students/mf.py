@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from distillrec.students.base import MODELS, Recommender
-from distillrec.students.towers import Lookup
+from distillrec.students.towers import Embedding, Lookup
 from distillrec.train.losses import REC_LOSSES
 
 
@@ -22,8 +22,8 @@ class MatrixFactorization(Recommender):
         super().__init__()
         REC_LOSSES.get(rec_loss)  # fail on an unknown loss name now, not at the first batch
         self.rec_loss = rec_loss
-        self.user_embedding = nn.Embedding(n_users, dim)
-        self.item_embedding = nn.Embedding(n_items, dim)
+        self.user_embedding = Embedding(n_users, dim)
+        self.item_embedding = Embedding(n_items, dim)
         generator = torch.Generator().manual_seed(seed)
         nn.init.xavier_normal_(self.user_embedding.weight, generator=generator)
         nn.init.xavier_normal_(self.item_embedding.weight, generator=generator)

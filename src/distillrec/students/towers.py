@@ -23,6 +23,21 @@ from distillrec.students.features import FeatureEncoder
 PADDING = -1  # history slot without an item
 
 
+class Embedding(nn.Embedding):
+    """nn.Embedding whose dense CPU gradient comes from index_select's backward (one index_add_
+    into a zeroed table) instead of embedding_dense_backward, which zeroes and partitions the
+    table in a couple of dozen small kernels per call: an MF-BPR step on ML-1M (batch 2048,
+    dim 64) measured about 1.5x faster. Same weights, same state_dict, same numbers; sparse
+    gradients (`embedding_updates: sparse` sets `sparse`), padding_idx, max_norm and other
+    devices keep nn.Embedding's own path."""
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        if (self.sparse or self.padding_idx is not None or self.max_norm is not None
+                or self.scale_grad_by_freq or self.weight.device.type != "cpu"):
+            return super().forward(index)
+        return self.weight.index_select(0, index.reshape(-1)).view(*index.shape, self.embedding_dim)
+
+
 class FeatureEmbedder(nn.Module):
     """One embedding table per fitted column, outputs concatenated: [B, n_columns * dim].
     Multi-valued columns average their values' embeddings; padding and unknown values (index
@@ -33,7 +48,7 @@ class FeatureEmbedder(nn.Module):
         self.names = encoder.names
         self.tables = nn.ModuleDict({
             name: nn.EmbeddingBag(encoder.cardinality(name), dim, mode="mean", padding_idx=0)
-            if encoder.kind(name) == "multi" else nn.Embedding(encoder.cardinality(name), dim)
+            if encoder.kind(name) == "multi" else Embedding(encoder.cardinality(name), dim)
             for name in self.names})
         self.out_dim = dim * len(self.names)
 
@@ -51,7 +66,7 @@ class Tower(nn.Module):
     def __init__(self, *, n_ids: int, encoder: FeatureEncoder, content_dim: int, dim: int,
                  feature_dim: int, hidden: int, id_dropout: float):
         super().__init__()
-        self.ids = nn.Embedding(n_ids, dim) if n_ids else None
+        self.ids = Embedding(n_ids, dim) if n_ids else None
         if self.ids is not None:
             nn.init.normal_(self.ids.weight, std=0.1)
         self.features = FeatureEmbedder(encoder, feature_dim)
