@@ -57,12 +57,16 @@ to 1 thread by threadpoolctl during the fit, as implicit itself asks (its per-us
 BLAS inside the parallel loop; a threaded BLAS there oversubscribes the cores).
 
     .venv/bin/python benchmarks/implicit_peer.py [--sizes ml-1m[,10m]] [--epochs 20]
-        [--threads 2] [--seed 0] [--models M1,M2] [--trace] [--out benchmarks/out/implicit_peer.json] [--timeout 3600]
+        [--threads 2] [--seed 0] [--models M1,M2] [--trace] [--rounds 1] [--out benchmarks/out/implicit_peer.json]
+        [--timeout 3600]
 
 Sizes: the built-in "ml-100k" and "ml-1m", and the synthetic logs of benchmarks/cost_curves.py
 ("10m", "50m"; generated once by its code into benchmarks/out/cost_curves/data/, before any
 child starts). Needs implicit: `make bench-setup` (the `bench` extra). Speeds are comparable
-only as ratios within one run: the cores here are shared.
+only as ratios within one run: the cores here are shared, and their speed moves by about 1.5x from
+one minute to the next (the same ML-1M epoch measured 0.27 and 0.42 s minutes apart). --rounds R
+runs every model R times, interleaved, pairs the ratios within a round and reports their median
+and range over rounds ("over_rounds" in the JSON).
 """
 
 from __future__ import annotations
@@ -270,9 +274,9 @@ def child(size: str, model: str, epochs: int, threads: int, seed: int, als_itera
 
 # --------------------------------------------------------------------------- parent
 
-def run_child(size: str, model: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run_child(size: str, model: str, args: argparse.Namespace, work: Path, round_: int = 1) -> dict[str, Any]:
     """One child process; its peak RSS comes from wait4 on its pid (polled, so --timeout holds)."""
-    result, log = work / f"{size}-{model}.json", work / f"{size}-{model}.log"
+    result, log = work / f"{size}-{model}-{round_}.json", work / f"{size}-{model}-{round_}.log"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(
         {"size": size, "model": model, "epochs": args.epochs, "threads": args.threads, "seed": args.seed,
          "als_iterations": args.als_iterations, "out": str(result), "trace": args.trace})]
@@ -290,7 +294,7 @@ def run_child(size: str, model: str, args: argparse.Namespace, work: Path) -> di
                 break
             time.sleep(0.1)
     process.returncode = code = os.waitstatus_to_exitcode(status)
-    facts = {"data": size, "model": model, "process_wall_seconds": time.perf_counter() - started,
+    facts = {"data": size, "model": model, "round": round_, "process_wall_seconds": time.perf_counter() - started,
              "peak_rss_bytes": usage.ru_maxrss * 1024,  # KiB on Linux
              "load_avg_before": [round(x, 2) for x in load_before],
              "load_avg_after": [round(x, 2) for x in os.getloadavg()]}
@@ -306,12 +310,14 @@ OURS = {"ours-mf-bpr": "ours", "ours-mf-bpr-sparse": "ours_sparse"}  # model -> 
 
 
 def comparisons(rows: list[dict]) -> list[dict]:
-    """Per data set and our side (dense, sparse): its s/epoch / each implicit model's, and NDCG@10
-    differences (ours minus peer); with --trace, every side's seconds to implicit BPR's quality."""
+    """Per data set, round and our side (dense, sparse): its s/epoch / each implicit model's, and
+    NDCG@10 differences (ours minus peer); with --trace, every side's seconds to implicit BPR's
+    quality. Ratios pair runs of the same round only (run minutes apart, not half an hour)."""
     out = []
-    for size in dict.fromkeys(row["data"] for row in rows):
-        by_model = {row["model"]: row for row in rows if row["data"] == size and row["status"] == "ok"}
-        entry: dict[str, Any] = {"data": size}
+    for size, round_ in dict.fromkeys((row["data"], row.get("round", 1)) for row in rows):
+        by_model = {row["model"]: row for row in rows
+                    if row["data"] == size and row.get("round", 1) == round_ and row["status"] == "ok"}
+        entry: dict[str, Any] = {"data": size, "round": round_}
         for model, tag in OURS.items():
             ours = by_model.get(model)
             for peer in ("implicit-bpr", "implicit-als"):
@@ -329,8 +335,23 @@ def comparisons(rows: list[dict]) -> list[dict]:
             for model, tag in OURS.items():
                 if reached.get(model) is not None and reached["implicit-bpr"]:
                     entry["time_to_quality"][f"{tag}_over_implicit_bpr"] = reached[model] / reached["implicit-bpr"]
-        if len(entry) > 1:
+        if len(entry) > 2:
             out.append(entry)
+    return out
+
+
+def over_rounds(entries: list[dict]) -> list[dict]:
+    """Per data set, each ratio's median, min and max over the rounds (`comparisons` entries)."""
+    out = []
+    for size in dict.fromkeys(entry["data"] for entry in entries):
+        mine = [entry for entry in entries if entry["data"] == size]
+        flat = [{**{k: v for k, v in entry.items() if k not in ("data", "round", "time_to_quality")},
+                 **{f"time_to_quality.{k}": v for k, v in entry.get("time_to_quality", {}).items()}} for entry in mine]
+        keys = [k for k in dict.fromkeys(k for entry in flat for k in entry)
+                if all(isinstance(entry.get(k), (int, float)) for entry in flat)]
+        summary = {k: {"median": statistics.median(e[k] for e in flat), "min": min(e[k] for e in flat),
+                       "max": max(e[k] for e in flat)} for k in keys}
+        out.append({"data": size, "rounds": len(mine), **summary})
     return out
 
 
@@ -366,15 +387,15 @@ def machine_info(threads: int) -> dict[str, Any]:
 
 
 def table(rows: list[dict]) -> str:
-    header = ("data", "model", "epochs", "s/epoch", "fit s", "NDCG@10", "Recall@10", "peak RSS MB", "note")
+    header = ("data", "model", "round", "epochs", "s/epoch", "fit s", "NDCG@10", "Recall@10", "peak RSS MB", "note")
     lines = []
     for row in rows:
         if row["status"] != "ok":
-            lines.append((row["data"], row["model"], "-", "-", "-", "-", "-",
+            lines.append((row["data"], row["model"], str(row.get("round", 1)), "-", "-", "-", "-", "-",
                           f"{row['peak_rss_bytes'] / 2**20:,.0f}", row["status"]))
             continue
         note = f"skipped {100 * row['skipped_fraction']:.1f}% of samples" if "skipped_fraction" in row else ""
-        lines.append((row["data"], row["model"], str(row["epochs"]), f"{row['seconds_per_epoch']:.4f}",
+        lines.append((row["data"], row["model"], str(row.get("round", 1)), str(row["epochs"]), f"{row['seconds_per_epoch']:.4f}",
                       f"{row['fit_seconds']:.2f}", f"{row['ndcg@10']:.4f}", f"{row['recall@10']:.4f}",
                       f"{row['peak_rss_bytes'] / 2**20:,.0f}", note))
     widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
@@ -389,7 +410,7 @@ def ratio_lines(ratios: list[dict]) -> list[str]:
             for name in ("bpr", "als"):
                 key = f"{tag}_s_per_epoch_over_implicit_{name}"
                 if key in entry:
-                    lines.append(f"{entry['data']}: {model} s/epoch / implicit {name.upper()} s/epoch = {entry[key]:.2f}; "
+                    lines.append(f"{entry['data']} round {entry['round']}: {model} s/epoch / implicit {name.upper()} s/epoch = {entry[key]:.2f}; "
                                  f"fit s ratio {entry[f'{tag}_fit_s_over_implicit_{name}']:.2f}; NDCG@10 {model} - "
                                  f"implicit {name.upper()} = {entry[f'ndcg@10_{tag}_minus_implicit_{name}']:+.4f}")
         if "time_to_quality" in entry:
@@ -398,8 +419,18 @@ def ratio_lines(ratios: list[dict]) -> list[str]:
                                 for key, value in quality.items() if key.endswith("_seconds"))
             ratios_text = "; ".join(f"{model} / implicit BPR = {quality[f'{tag}_over_implicit_bpr']:.2f}"
                                     for model, tag in OURS.items() if f"{tag}_over_implicit_bpr" in quality)
-            lines.append(f"{entry['data']}: time to test NDCG@10 {quality['target_ndcg@10']:.4f} (implicit BPR's final): "
+            lines.append(f"{entry['data']} round {entry['round']}: time to test NDCG@10 {quality['target_ndcg@10']:.4f} (implicit BPR's final): "
                          f"{reached}" + (f"; {ratios_text}" if ratios_text else ""))
+    return lines
+
+
+def round_summary_lines(summaries: list[dict]) -> list[str]:
+    lines = []
+    for summary in summaries:
+        for key, value in summary.items():
+            if isinstance(value, dict) and ("_over_" in key):
+                lines.append(f"{summary['data']}, {summary['rounds']} rounds: {key} median {value['median']:.2f} "
+                             f"(min {value['min']:.2f}, max {value['max']:.2f})")
     return lines
 
 
@@ -416,6 +447,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trace", action="store_true",
                         help="score test after every epoch (untimed) and report the time to implicit BPR's quality")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON result (default {DEFAULT_OUT.relative_to(REPO_ROOT)})")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every model this many times, interleaved (round 1: each model, round 2: each "
+                             "model, ...); ratios pair runs of one round and are summarised by their median: this "
+                             "machine's speed moves by 1.5x between minutes (default 1)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per child process (default 3600)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one (data, model) run as JSON
     args = parser.parse_args(argv)
@@ -424,8 +459,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         unknown = [s for s in sizes if s not in BUILTIN and s not in cost_curves.SYNTHETIC]
         if unknown or not sizes:
             parser.error(f"--sizes: unknown {unknown}; expected some of {BUILTIN + tuple(cost_curves.SYNTHETIC)}")
-        if args.epochs < 1 or args.threads < 1 or (args.als_iterations is not None and args.als_iterations < 1):
-            parser.error("--epochs, --threads and --als-iterations must be positive")
+        if args.epochs < 1 or args.threads < 1 or args.rounds < 1 or (args.als_iterations is not None and args.als_iterations < 1):
+            parser.error("--epochs, --threads, --rounds and --als-iterations must be positive")
         args.sizes = sizes
         models = [m for m in args.models.split(",") if m]
         if not models or any(m not in MODELS for m in models):
@@ -452,22 +487,29 @@ def main(argv: list[str] | None = None) -> None:
     report: dict[str, Any] = {
         "command": shlex.join([".venv/bin/python", "benchmarks/implicit_peer.py", *argv]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(args.threads),
-        "settings": {"sizes": args.sizes, "models": args.models, "trace": args.trace, "epochs": args.epochs, "als_iterations": args.als_iterations or "implicit default",
+        "settings": {"sizes": args.sizes, "models": args.models, "trace": args.trace, "epochs": args.epochs,
+                     "rounds": args.rounds, "als_iterations": args.als_iterations or "implicit default",
                      "threads": args.threads, "seed": args.seed, "split": "random 8:1:1 per user", "k": K},
-        "rows": [], "comparisons": []}
+        "rows": [], "comparisons": [], "over_rounds": []}
     with tempfile.TemporaryDirectory(prefix="implicit-peer-") as tmp:
         for size in args.sizes:
-            for model in args.models:
-                print(f"[implicit_peer] {size} {model} ...", flush=True)
-                row = run_child(size, model, args, Path(tmp))
-                report["rows"].append(row)
-                report["comparisons"] = comparisons(report["rows"])
-                artifacts.write_json(args.out, report)  # after every child: an interrupted run keeps its rows
+            for round_ in range(1, args.rounds + 1):
+                for model in args.models:
+                    print(f"[implicit_peer] {size} {model} round {round_} ...", flush=True)
+                    row = run_child(size, model, args, Path(tmp), round_)
+                    report["rows"].append(row)
+                    report["comparisons"] = comparisons(report["rows"])
+                    report["over_rounds"] = over_rounds(report["comparisons"])
+                    artifacts.write_json(args.out, report)  # after every child: an interrupted run keeps its rows
     print()
     print(table(report["rows"]))
     print()
     for line in ratio_lines(report["comparisons"]):
         print(line)
+    if args.rounds > 1:
+        print()
+        for line in round_summary_lines(report["over_rounds"]):
+            print(line)
     print(f"\nwrote {args.out}")
     if any(row["status"] != "ok" for row in report["rows"]):
         sys.exit(1)
