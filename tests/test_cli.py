@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from distillrec import experiment
+
 from distillrec.cli import main
 
 
@@ -44,6 +46,7 @@ def test_data_stats_on_a_users_own_csv(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (("data", "stats", "ml-10m"), "ml-10m: no such file or folder, and not a built-in dataset"),
     (("evaluate", "--model", "pop", "--run", "x"), "give exactly one of --model"),
+    (("evaluate", "--model", "pop", "--keep-seen"), "--keep-seen re-evaluates a trained run"),
     (("data", "stats", "x.csv", "--map", "user_id"), "--map: 'user_id' is not of the form FIELD=COLUMN"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch, capsys, args, message):
@@ -86,6 +89,16 @@ def test_train_then_evaluate_run_reproduces_the_metrics_and_refuses_tampering(tm
 
     assert run_cli("evaluate", "--run", str(out)) == 0
     assert f"{entry['test']['ndcg@10']:.4f}" in capsys.readouterr().out
+    # RecBole's SASRec convention: seen items stay in the ranking, and they crowd out the test items
+    kept = experiment.evaluate_run(out, keep_seen=True)["models"]["mf"]["test"]
+    assert kept["ndcg@10"] < entry["test"]["ndcg@10"]
+    assert run_cli("evaluate", "--run", str(out), "--keep-seen") == 0
+    assert "seen items kept" in " ".join(capsys.readouterr().out.split())
+    assert json.loads((out / "metrics.json").read_text()) == metrics  # the run's own record stays
+    written = json.loads((out / "metrics-keep-seen.json").read_text())
+    assert written["models"]["mf"]["test"]["ndcg@10"] == pytest.approx(kept["ndcg@10"])
+    assert run_cli("evaluate", "--run", str(out)) == 0  # the extra file does not break verification
+    capsys.readouterr()
 
     weights = out / "model" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8])  # truncated

@@ -97,6 +97,9 @@ def data_stats(
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
+KEEP_SEEN_METRICS = "metrics-keep-seen.json"  # `evaluate --run --keep-seen`; beside, not in, the manifest
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     model: Optional[str] = typer.Option(None, "--model", help="Non-learned baseline to score: pop | random."),
@@ -106,6 +109,9 @@ def evaluate_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the split (and of the random baseline)."),
     map: Optional[str] = typer.Option(None, "--map", help=MAP_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory to write (default: a new one under runs/)."),
+    keep_seen: bool = typer.Option(False, "--keep-seen", help="With --run: keep the items each user has seen "
+                                   "in the ranking (RecBole's SASRec convention) instead of masking them; "
+                                   "writes RUN_DIR/metrics-keep-seen.json, metrics.json stays as it is."),
 ):
     """Full-ranking evaluation of a baseline (pop, random) or of a trained run."""
     from distillrec.console import console, metrics_table
@@ -113,9 +119,17 @@ def evaluate_cmd(
 
     if (model is None) == (run is None):
         raise DistillrecError("give exactly one of --model (pop, random) or --run RUN_DIR")
+    if keep_seen and run is None:
+        raise DistillrecError("--keep-seen re-evaluates a trained run: give --run RUN_DIR")
     if run is not None:
-        metrics = experiment.evaluate_run(run)
-        console.print(metrics_table(metrics["models"], title=f"{run} (re-evaluated, test)"))
+        metrics = experiment.evaluate_run(run, keep_seen=keep_seen)
+        seen = ", seen items kept" if keep_seen else ""
+        console.print(metrics_table(metrics["models"], title=f"{run} (re-evaluated, test{seen})"))
+        if keep_seen:
+            from distillrec import artifacts
+
+            artifacts.write_json(run / KEEP_SEEN_METRICS, metrics)
+            console.print(f"wrote {run / KEEP_SEEN_METRICS}")
         return
     run_dir, metrics = experiment.evaluate_baseline(model, dataset=dataset, split_name=split, seed=seed,
                                                     mapping=_parse_mapping(map), out=out)

@@ -84,10 +84,11 @@ def fit_model(model_cls, name: str, ds: Dataset, split: Split, *, model_params: 
     return runs.write_run(run_dir, dataset=ds, split=split, models=models, config=config, kind="train")
 
 
-def evaluate_run(run_dir: Path) -> dict:
-    """Re-score a trained run (hashes verified) and compare with what it recorded."""
+def evaluate_run(run_dir: Path, *, keep_seen: bool = False) -> dict:
+    """Re-score a trained run (hashes verified) and compare with what it recorded.
+    keep_seen: seen items stay in the ranking (RecBole's SASRec convention). Writes nothing."""
     dataset, split, model, metrics = runs.load_run(run_dir)
     name = next(iter(metrics["models"]))
-    results = evaluate_model(model, split, dataset)
+    results = evaluate_model(model, split, dataset, mask_history=not keep_seen)
     entry = dict(metrics["models"][name], valid=results["valid"], test=results["test"])
     return {**metrics, "models": {name: entry}}

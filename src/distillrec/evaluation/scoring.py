@@ -44,14 +44,16 @@ def genre_matrix(dataset: Dataset) -> np.ndarray | None:
     return matrix
 
 
-def make_evaluator(split: Split, dataset: Dataset, ks=DEFAULT_KS):
+def make_evaluator(split: Split, dataset: Dataset, ks=DEFAULT_KS, *, mask_history: bool = True):
     """The evaluator every command shares: accuracy metrics plus coverage, novelty and, when
-    items have genres, intra-list diversity."""
+    items have genres, intra-list diversity. mask_history=False keeps the items a user has seen
+    in the ranking (RecBole's SASRec convention) instead of leaving them out."""
     from distillrec.evaluation.evaluator import ACCURACY_METRICS, Evaluator
 
     genres = genre_matrix(dataset)
     beyond = ("coverage", "novelty") + (("diversity",) if genres is not None else ())
-    return Evaluator(split, ks=ks, metrics=ACCURACY_METRICS + beyond, item_features=genres)
+    return Evaluator(split, ks=ks, metrics=ACCURACY_METRICS + beyond, item_features=genres,
+                     mask_history=mask_history)
 
 
 def evaluate_scorer(scorer, split: Split, dataset: Dataset, ks=DEFAULT_KS, *, per_user_dir: Path | None = None) -> dict:
@@ -77,8 +79,9 @@ def model_scorer(model, split: Split, part: str):
     return scorer
 
 
-def evaluate_model(model, split: Split, dataset: Dataset, ks=DEFAULT_KS, *, per_user_dir: Path | None = None) -> dict:
-    evaluator = make_evaluator(split, dataset, ks)
+def evaluate_model(model, split: Split, dataset: Dataset, ks=DEFAULT_KS, *, per_user_dir: Path | None = None,
+                   mask_history: bool = True) -> dict:
+    evaluator = make_evaluator(split, dataset, ks, mask_history=mask_history)
     if per_user_dir is not None:
         write_per_user(per_user_dir, evaluator, model_scorer(model, split, "test"))
     return {part: evaluator.evaluate(model_scorer(model, split, part), part=part) for part in ("valid", "test")}
