@@ -314,9 +314,9 @@ def comparisons(rows: list[dict]) -> list[dict]:
     NDCG@10 differences (ours minus peer); with --trace, every side's seconds to implicit BPR's
     quality. Ratios pair runs of the same round only (run minutes apart, not half an hour)."""
     out = []
-    for size, round_ in dict.fromkeys((row["data"], row.get("round", 1)) for row in rows):
+    for size, round_ in dict.fromkeys((row["data"], row["round"]) for row in rows):
         by_model = {row["model"]: row for row in rows
-                    if row["data"] == size and row.get("round", 1) == round_ and row["status"] == "ok"}
+                    if row["data"] == size and row["round"] == round_ and row["status"] == "ok"}
         entry: dict[str, Any] = {"data": size, "round": round_}
         for model, tag in OURS.items():
             ours = by_model.get(model)
@@ -391,11 +391,11 @@ def table(rows: list[dict]) -> str:
     lines = []
     for row in rows:
         if row["status"] != "ok":
-            lines.append((row["data"], row["model"], str(row.get("round", 1)), "-", "-", "-", "-", "-",
+            lines.append((row["data"], row["model"], str(row["round"]), "-", "-", "-", "-", "-",
                           f"{row['peak_rss_bytes'] / 2**20:,.0f}", row["status"]))
             continue
         note = f"skipped {100 * row['skipped_fraction']:.1f}% of samples" if "skipped_fraction" in row else ""
-        lines.append((row["data"], row["model"], str(row.get("round", 1)), str(row["epochs"]), f"{row['seconds_per_epoch']:.4f}",
+        lines.append((row["data"], row["model"], str(row["round"]), str(row["epochs"]), f"{row['seconds_per_epoch']:.4f}",
                       f"{row['fit_seconds']:.2f}", f"{row['ndcg@10']:.4f}", f"{row['recall@10']:.4f}",
                       f"{row['peak_rss_bytes'] / 2**20:,.0f}", note))
     widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
