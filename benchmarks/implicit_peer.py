@@ -66,7 +66,8 @@ child starts). Needs implicit: `make bench-setup` (the `bench` extra). Speeds ar
 only as ratios within one run: the cores here are shared, and their speed moves by about 1.5x from
 one minute to the next (the same ML-1M epoch measured 0.27 and 0.42 s minutes apart). --rounds R
 runs every model R times, interleaved, pairs the ratios within a round and reports their median
-and range over rounds ("over_rounds" in the JSON).
+and range over rounds ("over_rounds" in the JSON), and each model's own figures (seconds per
+epoch, fit seconds, quality, peak RSS) as medians over its rounds ("per_model").
 """
 
 from __future__ import annotations
@@ -355,6 +356,34 @@ def over_rounds(entries: list[dict]) -> list[dict]:
     return out
 
 
+PER_MODEL_KEYS = ("seconds_per_epoch", "fit_seconds", "ndcg@10", "recall@10", "peak_rss_bytes")
+
+
+def per_model(rows: list[dict]) -> list[dict]:
+    """Per data set and model, each measured figure's median, min and max over its ok rounds:
+    the per-model line BENCHMARKS.md quotes (the ratios' medians are in `over_rounds`)."""
+    out = []
+    for size, model in dict.fromkeys((row["data"], row["model"]) for row in rows):
+        mine = [row for row in rows if row["data"] == size and row["model"] == model and row["status"] == "ok"]
+        if mine:
+            out.append({"data": size, "model": model, "rounds": len(mine), **{
+                key: {"median": statistics.median(row[key] for row in mine), "min": min(row[key] for row in mine),
+                      "max": max(row[key] for row in mine)} for key in PER_MODEL_KEYS}})
+    return out
+
+
+def per_model_table(summaries: list[dict]) -> str:
+    header = ("data", "model", "rounds", "s/epoch median (min-max)", "fit s median", "NDCG@10 median",
+              "peak RSS MB median")
+    lines = [(s["data"], s["model"], str(s["rounds"]),
+              f"{s['seconds_per_epoch']['median']:.4f} ({s['seconds_per_epoch']['min']:.4f}-{s['seconds_per_epoch']['max']:.4f})",
+              f"{s['fit_seconds']['median']:.2f}", f"{s['ndcg@10']['median']:.4f}",
+              f"{s['peak_rss_bytes']['median'] / 2**20:,.0f}") for s in summaries]
+    widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
+    render = lambda cells: "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([render(header), render(["-" * w for w in widths]), *map(render, lines)])
+
+
 def seconds_to_reach(row: dict, target: float) -> float | None:
     """Cumulative per-epoch seconds until the row's test NDCG@10 first reaches `target` (None: never)."""
     elapsed = 0.0
@@ -490,7 +519,7 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {"sizes": args.sizes, "models": args.models, "trace": args.trace, "epochs": args.epochs,
                      "rounds": args.rounds, "als_iterations": args.als_iterations or "implicit default",
                      "threads": args.threads, "seed": args.seed, "split": "random 8:1:1 per user", "k": K},
-        "rows": [], "comparisons": [], "over_rounds": []}
+        "rows": [], "per_model": [], "comparisons": [], "over_rounds": []}
     with tempfile.TemporaryDirectory(prefix="implicit-peer-") as tmp:
         for size in args.sizes:
             for round_ in range(1, args.rounds + 1):
@@ -498,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"[implicit_peer] {size} {model} round {round_} ...", flush=True)
                     row = run_child(size, model, args, Path(tmp), round_)
                     report["rows"].append(row)
+                    report["per_model"] = per_model(report["rows"])
                     report["comparisons"] = comparisons(report["rows"])
                     report["over_rounds"] = over_rounds(report["comparisons"])
                     artifacts.write_json(args.out, report)  # after every child: an interrupted run keeps its rows
@@ -507,6 +537,8 @@ def main(argv: list[str] | None = None) -> None:
     for line in ratio_lines(report["comparisons"]):
         print(line)
     if args.rounds > 1:
+        print()
+        print(per_model_table(report["per_model"]))
         print()
         for line in round_summary_lines(report["over_rounds"]):
             print(line)
