@@ -18,6 +18,9 @@ Compared at each sparsity, all trained through the one Trainer on the same thinn
                       unmatched one from its text mapped into that embedding space (a ridge map
                       from MiniLM text vectors to source item embeddings, fitted on the source's
                       items); user vectors start fresh (the users are disjoint).
+With `mf_tune`, mf and transfer (MF ids) get the same Optuna budget at every fraction and seed,
+chosen on that thinned split's validation part (a thin train part wants other batch sizes and
+learning rates than the full one); the final fit then trains the selected settings.
 Lift is relative to two-tower (target): the same architecture and inputs without the source;
 "lift vs best target-only" compares with the best of pop, mf and two-tower (target) at that sparsity.
 The source models are fitted once (seed 0) and reused for every seed and sparsity.
@@ -53,6 +56,13 @@ class TrainParams(StrictParams):
     train: dict[str, Any] = Field(default_factory=dict)
 
 
+class TuneParams(StrictParams):
+    trials: int = Field(ge=1, description="Optuna trials per model, fraction and seed")
+    space: dict[str, Any] = Field(default_factory=dict, description="overrides of the MF's default space "
+                                                                    "(distillrec.tuning.space)")
+    pruner: str = "median"
+
+
 class CrossDomainParams(StrictParams):
     source: str = Field("ml-1m", description="source dataset (built-in name or path)")
     fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [1.0, 0.2, 0.05],
@@ -74,6 +84,8 @@ class CrossDomainParams(StrictParams):
     #: the source MF whose item table seeds "transfer (MF ids)" (params.mf's params).
     source_mf_train: dict[str, Any] = Field(default_factory=lambda: {"epochs": 100, "patience": 5,
                                                                      "num_threads": 1})
+    #: equal tuning budget for the two MF arms (mf, transfer (MF ids)); None: params.mf as given.
+    mf_tune: TuneParams | None = None
     #: L2 penalty of the ridge map from text vectors to source MF item embeddings (unmatched items).
     text_map_ridge: float = Field(1.0, gt=0)
 
@@ -86,6 +98,12 @@ def run(context: ScenarioContext) -> ScenarioResult:
     params = parse_params(CrossDomainParams, context.params, "cross-domain")
     for options in (params.two_tower.train, params.source_train, params.mf.train, params.source_mf_train):
         make_train_config(options, 0)  # bad training options fail before any work
+    if params.mf_tune is not None:
+        from distillrec.tuning import search_space
+        from distillrec.tuning.study import make_pruner
+
+        search_space("mf", None, params.mf_tune.space, where="scenario.params.mf_tune.space")
+        make_pruner(params.mf_tune.pruner)
     return cross_domain(context, load_dataset(params.source), params)
 
 
@@ -288,6 +306,7 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
     from distillrec.params import make_train_config
     from distillrec.students.mf import MatrixFactorization
     from distillrec.students.two_tower import TwoTower
+    from distillrec.tuning import apply, search_space, tune_model
 
     def fit(name: str, model_cls, model, model_params: dict, train: dict, extra_loss=None) -> dict:
         train_config = make_train_config(train, seed)
@@ -315,12 +334,27 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
     pop = evaluate_scorer(baseline_scorer("pop", split, seed), split, target)
     results = {"pop": {"seed": seed, "test": {k: pop["test"][k] for k in (METRIC, "recall@10")},
                        "valid": {METRIC: pop["valid"][METRIC]}}}
-    results["mf"] = fit("mf", MatrixFactorization, MatrixFactorization.build(
-        target, split, seed=seed, **params.mf.params), params.mf.params, params.mf.train)
-    transferred = MatrixFactorization.build(target, split, seed=seed, **params.mf.params)
-    transferred.item_embedding.weight.data.copy_(mf_items)  # the users start fresh: they are disjoint
-    results["transfer (MF ids)"] = fit("transfer (MF ids)", MatrixFactorization, transferred, params.mf.params,
-                                       params.mf.train)
+    def mf_arm(name: str, start_items: torch.Tensor | None) -> dict:
+        """An MF (its item table from `start_items` when given), tuned first under `mf_tune`."""
+        def build(model_params: dict) -> MatrixFactorization:
+            model = MatrixFactorization.build(target, split, seed=seed, **model_params)
+            if start_items is not None:  # the users start fresh: they are disjoint
+                model.item_embedding.weight.data.copy_(start_items)
+            return model
+
+        model_params, train, tuning = dict(params.mf.params), dict(params.mf.train), None
+        if params.mf_tune is not None:
+            tuning = tune_model(out / f"{_slug(name)}-tune", "mf", target, split, params=model_params, train=train,
+                                trials=params.mf_tune.trials, space=search_space("mf", None, params.mf_tune.space),
+                                seed=seed, pruner=params.mf_tune.pruner, build=build)
+            model_params, train, _ = apply(tuning["selected"], model_params, train)
+        result = fit(name, MatrixFactorization, build(model_params), model_params, train)
+        if tuning is not None:
+            result["tuned"] = {key: tuning[key] for key in ("trials", "selected", "valid", "pruned")}
+        return result
+
+    results["mf"] = mf_arm("mf", None)
+    results["transfer (MF ids)"] = mf_arm("transfer (MF ids)", mf_items)
     for name, pretrained, kd in ((BASELINE, False, False), ("transfer (init)", True, False),
                                  ("transfer (init+kd)", True, True)):
         extra = (SourceItemDistillation(teacher_items, tower_params.get("dim", 64), params.kd_weight, seed)

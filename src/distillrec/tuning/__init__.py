@@ -34,9 +34,12 @@ def search_space(model: str, kd: Mapping[str, Any] | None = None, *overrides: Ma
 
 def validation_objective(model: str, dataset, split, *, params: Mapping[str, Any], train: Mapping[str, Any],
                          kd: Mapping[str, Any] | None = None, knowledge=None, weighting: str = "fixed",
-                         init: str | None = None, seed: int = 0) -> Callable[[TrialContext], float]:
+                         init: str | None = None, seed: int = 0,
+                         build: Callable[[dict], Any] | None = None) -> Callable[[TrialContext], float]:
     """A trial: the settings written over (params, train, kd), one fit with early stopping on
-    validation, its best validation metric returned. Each validation is reported for pruning."""
+    validation, its best validation metric returned. Each validation is reported for pruning.
+    build(trial_params) -> model: how a trial's model is made when it is not the plain
+    `cls.build` (e.g. an MF whose item table starts from a source domain's, cross-domain)."""
     from distillrec.distill.objective import DistillObjective, normalise_spec
     from distillrec.params import make_train_config
     from distillrec.params import check_kd, check_model_params
@@ -49,7 +52,7 @@ def validation_objective(model: str, dataset, split, *, params: Mapping[str, Any
         trial_params, trial_train, trial_kd = apply(trial.assignment, params, train, kd)
         trial_params = check_model_params(model, trial_params, "tuned params")
         train_config = make_train_config(trial_train, seed)
-        fitted = cls.build(dataset, split, seed=seed, **trial_params)
+        fitted = build(trial_params) if build else cls.build(dataset, split, seed=seed, **trial_params)
         if init:
             from distillrec.transfer import init_from_teacher
             init_from_teacher(fitted, knowledge, init)
@@ -69,10 +72,11 @@ def validation_objective(model: str, dataset, split, *, params: Mapping[str, Any
 def tune_model(directory: str | Path, model: str, dataset, split, *, params: Mapping[str, Any],
                train: Mapping[str, Any], trials: int, kd: Mapping[str, Any] | None = None, knowledge=None,
                weighting: str = "fixed", init: str | None = None, space=None, seed: int = 0,
-               pruner: str = "median", say: Callable[[str], None] = lambda line: None) -> dict:
+               pruner: str = "median", say: Callable[[str], None] = lambda line: None,
+               build: Callable[[dict], Any] | None = None) -> dict:
     """Tune one model on `split`'s validation part; the study lives in `directory`
     (study.db: re-running continues it). `space`: a parsed space (default: `search_space`)."""
     dimensions = space if space is not None else search_space(model, kd)
     objective = validation_objective(model, dataset, split, params=params, train=train, kd=kd,
-                                     knowledge=knowledge, weighting=weighting, init=init, seed=seed)
+                                     knowledge=knowledge, weighting=weighting, init=init, seed=seed, build=build)
     return run_study(directory, objective, dimensions, trials=trials, seed=seed, pruner=pruner, say=say)
