@@ -162,28 +162,33 @@ def test_tiny_end_to_end_run(domains, tmp_path):
     assert "users disjoint" in result.notes and "6 of 24" in result.notes
 
 
-def test_mf_arms_get_the_same_tuning_budget_chosen_on_validation(domains, tmp_path):
+def test_each_architectures_arms_get_the_same_tuning_budget_chosen_on_validation(domains, tmp_path):
     source, target = domains
     fast = {"epochs": 2, "batch_size": 32, "patience": 1, "num_threads": 1, "eval_ks": [10]}
     raw = {"fractions": [0.5], "two_tower": {"params": {"dim": 8, "hidden": 16}, "train": fast},
            "source_train": fast, "source_mf_train": fast, "mf": {"params": {"dim": 8}, "train": fast},
            "mf_tune": {"trials": 3, "pruner": "none",
-                       "space": {"train.batch_size": {"choices": [16, 32]}, "params.rec_loss": {"choices": ["bpr"]}}}}
+                       "space": {"train.batch_size": {"choices": [16, 32]}, "params.rec_loss": {"choices": ["bpr"]}}},
+           "two_tower_tune": {"trials": 2, "pruner": "none",
+                              "space": {"train.batch_size": {"choices": [16, 32]},
+                                        "params.rec_loss": {"choices": ["softmax"]}}}}
     config = parse_config({"teacher": None, "students": [], "baselines": [],
                            "scenario": {"name": "cross-domain", "seeds": [0], "params": raw}})
     context = ScenarioContext(config, target, random_split(target, seed=0), None, tmp_path, progress=False)
     result = cross_domain(context, source, CrossDomainParams(**raw))
     runs = {r["model"]: r["runs"][0] for r in result.details["per_seed"]}
-    for name, slug in (("mf", "mf"), ("transfer (MF ids)", "transfer--MF-ids")):
+    arms = (("mf", "mf", 3), ("transfer (MF ids)", "transfer--MF-ids", 3), ("two-tower (target)", "two-tower--target", 2),
+            ("transfer (init)", "transfer--init", 2), ("transfer (init+kd)", "transfer--init-kd", 2))
+    for name, slug, trials in arms:
         tuned = runs[name]["tuned"]
-        assert tuned["trials"] == 3 and tuned["selected"]["train.batch_size"] in (16, 32)
+        assert tuned["trials"] == trials and tuned["selected"]["train.batch_size"] in (16, 32)
         assert 0 <= tuned["valid"] <= 1
         assert (tmp_path / "train-0.5" / "seed-0" / f"{slug}-tune" / "study.db").exists()
         # The final fit trains the selected settings and validates where the best trial did.
         saved = json.loads((tmp_path / "train-0.5" / "seed-0" / slug / "metrics.json").read_text())
         assert saved["config"]["train"]["batch_size"] == tuned["selected"]["train.batch_size"]
         assert runs[name]["valid"]["ndcg@10"] == pytest.approx(tuned["valid"])
-    assert "tuned" not in runs["two-tower (target)"]
+    assert "tuned" not in runs["pop"]
 
 
 def test_a_bad_tuning_space_is_refused_before_any_work(domains, tmp_path):

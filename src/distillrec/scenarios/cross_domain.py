@@ -18,7 +18,8 @@ Compared at each sparsity, all trained through the one Trainer on the same thinn
                       unmatched one from its text mapped into that embedding space (a ridge map
                       from MiniLM text vectors to source item embeddings, fitted on the source's
                       items); user vectors start fresh (the users are disjoint).
-With `mf_tune`, mf and transfer (MF ids) get the same Optuna budget at every fraction and seed,
+With `mf_tune`, mf and transfer (MF ids) get the same Optuna budget at every fraction and seed
+(`two_tower_tune`: the three two-tower arms),
 chosen on that thinned split's validation part (a thin train part wants other batch sizes and
 learning rates than the full one); the final fit then trains the selected settings.
 Lift is relative to two-tower (target): the same architecture and inputs without the source;
@@ -86,6 +87,8 @@ class CrossDomainParams(StrictParams):
                                                                      "num_threads": 1})
     #: equal tuning budget for the two MF arms (mf, transfer (MF ids)); None: params.mf as given.
     mf_tune: TuneParams | None = None
+    #: the same for the three two-tower arms (two-tower (target), transfer (init), transfer (init+kd)).
+    two_tower_tune: TuneParams | None = None
     #: L2 penalty of the ridge map from text vectors to source MF item embeddings (unmatched items).
     text_map_ridge: float = Field(1.0, gt=0)
 
@@ -98,12 +101,13 @@ def run(context: ScenarioContext) -> ScenarioResult:
     params = parse_params(CrossDomainParams, context.params, "cross-domain")
     for options in (params.two_tower.train, params.source_train, params.mf.train, params.source_mf_train):
         make_train_config(options, 0)  # bad training options fail before any work
-    if params.mf_tune is not None:
-        from distillrec.tuning import search_space
-        from distillrec.tuning.study import make_pruner
+    from distillrec.tuning import search_space
+    from distillrec.tuning.study import make_pruner
 
-        search_space("mf", None, params.mf_tune.space, where="scenario.params.mf_tune.space")
-        make_pruner(params.mf_tune.pruner)
+    for key, model in (("mf_tune", "mf"), ("two_tower_tune", "two-tower")):
+        if (tune := getattr(params, key)) is not None:
+            search_space(model, None, tune.space, where=f"scenario.params.{key}.space")
+            make_pruner(tune.pruner)
     return cross_domain(context, load_dataset(params.source), params)
 
 
@@ -302,6 +306,7 @@ class SourceItemDistillation(nn.Module):
 def _target_models(target, split, target_text, source_model, teacher_items, mf_items: torch.Tensor,
                    params: CrossDomainParams, seed: int, out: Path, progress: bool) -> dict[str, dict]:
     from distillrec import experiment
+    from distillrec.console import console
     from distillrec.evaluation.scoring import baseline_scorer, evaluate_scorer
     from distillrec.params import make_train_config
     from distillrec.students.mf import MatrixFactorization
@@ -322,45 +327,55 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
                 "valid": {METRIC: entry["valid"][METRIC]}, "best_epoch": entry.get("best_epoch"),
                 "train_seconds": entry.get("train_seconds")}
 
-    tower_params = {**params.two_tower.params, "item_columns": ()}
+    def say(name: str):
+        where = f"{out.parent.name}, {out.name}"  # train-<fraction>, seed-<seed>
+        return (lambda line: console.print(f"  tune {name}, {where}: {line}")) if progress else (lambda line: None)
 
-    def two_tower(pretrained: bool) -> TwoTower:
-        model = TwoTower.build(target, split, content=target_text, seed=seed, **tower_params)
-        if pretrained:  # the item tower's text path and MLP come from the source; target IDs start fresh
-            model.item_tower.content.load_state_dict(source_model.item_tower.content.state_dict())
-            model.item_tower.mlp.load_state_dict(source_model.item_tower.mlp.state_dict())
-        return model
+    def arm(name: str, model_name: str, build, base: TrainParams, tune: TuneParams | None, extra_loss=None) -> dict:
+        """One trained model: build(params) -> model, tuned first when `tune` is set (every arm of
+        an architecture gets the same budget and space), then fitted with the selected settings."""
+        model_params, train, tuning = dict(base.params), dict(base.train), None
+        if tune is not None:
+            tuning = tune_model(out / f"{_slug(name)}-tune", model_name, target, split, params=model_params,
+                                train=train, trials=tune.trials, space=search_space(model_name, None, tune.space),
+                                seed=seed, pruner=tune.pruner, build=build, extra_loss=extra_loss, say=say(name))
+            model_params, train, _ = apply(tuning["selected"], model_params, train)
+        model = build(model_params)
+        result = fit(name, type(model), model, model_params, train, extra_loss(model) if extra_loss else None)
+        if tuning is not None:
+            result["tuned"] = {key: tuning[key] for key in ("trials", "selected", "valid", "pruned")}
+        return result
 
-    pop = evaluate_scorer(baseline_scorer("pop", split, seed), split, target)
-    results = {"pop": {"seed": seed, "test": {k: pop["test"][k] for k in (METRIC, "recall@10")},
-                       "valid": {METRIC: pop["valid"][METRIC]}}}
-    def mf_arm(name: str, start_items: torch.Tensor | None) -> dict:
-        """An MF (its item table from `start_items` when given), tuned first under `mf_tune`."""
+    def mf(start_items: torch.Tensor | None):
         def build(model_params: dict) -> MatrixFactorization:
             model = MatrixFactorization.build(target, split, seed=seed, **model_params)
             if start_items is not None:  # the users start fresh: they are disjoint
                 model.item_embedding.weight.data.copy_(start_items)
             return model
+        return build
 
-        model_params, train, tuning = dict(params.mf.params), dict(params.mf.train), None
-        if params.mf_tune is not None:
-            tuning = tune_model(out / f"{_slug(name)}-tune", "mf", target, split, params=model_params, train=train,
-                                trials=params.mf_tune.trials, space=search_space("mf", None, params.mf_tune.space),
-                                seed=seed, pruner=params.mf_tune.pruner, build=build)
-            model_params, train, _ = apply(tuning["selected"], model_params, train)
-        result = fit(name, MatrixFactorization, build(model_params), model_params, train)
-        if tuning is not None:
-            result["tuned"] = {key: tuning[key] for key in ("trials", "selected", "valid", "pruned")}
-        return result
+    def two_tower(pretrained: bool):
+        def build(model_params: dict) -> TwoTower:
+            model = TwoTower.build(target, split, content=target_text, seed=seed,
+                                   **{**model_params, "item_columns": ()})
+            if pretrained:  # the item tower's text path and MLP come from the source; target IDs start fresh
+                model.item_tower.content.load_state_dict(source_model.item_tower.content.state_dict())
+                model.item_tower.mlp.load_state_dict(source_model.item_tower.mlp.state_dict())
+            return model
+        return build
 
-    results["mf"] = mf_arm("mf", None)
-    results["transfer (MF ids)"] = mf_arm("transfer (MF ids)", mf_items)
+    def distill_towards_source(model) -> SourceItemDistillation:
+        return SourceItemDistillation(teacher_items, model.item_vectors().shape[1], params.kd_weight, seed)
+
+    pop = evaluate_scorer(baseline_scorer("pop", split, seed), split, target)
+    results = {"pop": {"seed": seed, "test": {k: pop["test"][k] for k in (METRIC, "recall@10")},
+                       "valid": {METRIC: pop["valid"][METRIC]}}}
+    results["mf"] = arm("mf", "mf", mf(None), params.mf, params.mf_tune)
+    results["transfer (MF ids)"] = arm("transfer (MF ids)", "mf", mf(mf_items), params.mf, params.mf_tune)
     for name, pretrained, kd in ((BASELINE, False, False), ("transfer (init)", True, False),
                                  ("transfer (init+kd)", True, True)):
-        extra = (SourceItemDistillation(teacher_items, tower_params.get("dim", 64), params.kd_weight, seed)
-                 if kd else None)
-        results[name] = fit(name, TwoTower, two_tower(pretrained), params.two_tower.params,
-                            params.two_tower.train, extra_loss=extra)
+        results[name] = arm(name, "two-tower", two_tower(pretrained), params.two_tower, params.two_tower_tune,
+                            distill_towards_source if kd else None)
     return results
 
 

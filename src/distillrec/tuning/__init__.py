@@ -35,11 +35,13 @@ def search_space(model: str, kd: Mapping[str, Any] | None = None, *overrides: Ma
 def validation_objective(model: str, dataset, split, *, params: Mapping[str, Any], train: Mapping[str, Any],
                          kd: Mapping[str, Any] | None = None, knowledge=None, weighting: str = "fixed",
                          init: str | None = None, seed: int = 0,
-                         build: Callable[[dict], Any] | None = None) -> Callable[[TrialContext], float]:
+                         build: Callable[[dict], Any] | None = None,
+                         extra_loss: Callable[[Any], Any] | None = None) -> Callable[[TrialContext], float]:
     """A trial: the settings written over (params, train, kd), one fit with early stopping on
     validation, its best validation metric returned. Each validation is reported for pruning.
     build(trial_params) -> model: how a trial's model is made when it is not the plain
-    `cls.build` (e.g. an MF whose item table starts from a source domain's, cross-domain)."""
+    `cls.build` (e.g. an MF whose item table starts from a source domain's, cross-domain);
+    extra_loss(model) -> the trial's extra loss term when it is not a `kd` spec."""
     from distillrec.distill.objective import DistillObjective, normalise_spec
     from distillrec.params import make_train_config
     from distillrec.params import check_kd, check_model_params
@@ -57,7 +59,7 @@ def validation_objective(model: str, dataset, split, *, params: Mapping[str, Any
             from distillrec.transfer import init_from_teacher
             init_from_teacher(fitted, knowledge, init)
         extra = (DistillObjective(normalise_spec(check_kd(trial_kd)), knowledge, fitted, weighting=weighting,
-                                  seed=seed) if trial_kd else None)
+                                  seed=seed) if trial_kd else extra_loss(fitted) if extra_loss else None)
 
         def report(record: dict) -> None:
             if "valid" in record:
@@ -73,10 +75,11 @@ def tune_model(directory: str | Path, model: str, dataset, split, *, params: Map
                train: Mapping[str, Any], trials: int, kd: Mapping[str, Any] | None = None, knowledge=None,
                weighting: str = "fixed", init: str | None = None, space=None, seed: int = 0,
                pruner: str = "median", say: Callable[[str], None] = lambda line: None,
-               build: Callable[[dict], Any] | None = None) -> dict:
+               build: Callable[[dict], Any] | None = None, extra_loss: Callable[[Any], Any] | None = None) -> dict:
     """Tune one model on `split`'s validation part; the study lives in `directory`
     (study.db: re-running continues it). `space`: a parsed space (default: `search_space`)."""
     dimensions = space if space is not None else search_space(model, kd)
     objective = validation_objective(model, dataset, split, params=params, train=train, kd=kd,
-                                     knowledge=knowledge, weighting=weighting, init=init, seed=seed, build=build)
+                                     knowledge=knowledge, weighting=weighting, init=init, seed=seed, build=build,
+                                     extra_loss=extra_loss)
     return run_study(directory, objective, dimensions, trials=trials, seed=seed, pruner=pruner, say=say)
