@@ -147,6 +147,7 @@ def test_tiny_end_to_end_run(domains, tmp_path):
             assert row["lift vs best target-only"] == pytest.approx(row["ndcg@10"] / own - 1)
         else:
             assert row["lift vs best target-only"] is None
+    assert {row["tuning trials"] for row in result.table} == {0}  # nothing tuned without mf_tune / two_tower_tune
     assert result.details["matched_titles"] == 6
     runs = {(r["train_fraction"], r["model"]): r["runs"] for r in result.details["per_seed"]}
     assert [r["seed"] for r in runs[(0.3, "mf")]] == [3]
@@ -189,6 +190,9 @@ def test_each_architectures_arms_get_the_same_tuning_budget_chosen_on_validation
         assert saved["config"]["train"]["batch_size"] == tuned["selected"]["train.batch_size"]
         assert runs[name]["valid"]["ndcg@10"] == pytest.approx(tuned["valid"])
     assert "tuned" not in runs["pop"]
+    budgets = {row["model"]: row["tuning trials"] for row in result.table}
+    assert budgets == {"pop": 0, "mf": 3, "transfer (MF ids)": 3, "two-tower (target)": 2, "transfer (init)": 2,
+                       "transfer (init+kd)": 2}
 
 
 def test_a_bad_tuning_space_is_refused_before_any_work(domains, tmp_path):

@@ -418,7 +418,8 @@ def _slug(name: str) -> str:
 def _table(per_seed: dict[tuple[float, str], list[dict]], fractions: list[float]) -> list[dict]:
     """One row per sparsity and model: test metrics (mean, std over seeds), the lift over the
     same two-tower without the source, and over the best target-only model of that sparsity
-    (pop, mf or two-tower by mean): negative there means the source did not pay."""
+    (pop, mf or two-tower by mean): negative there means the source did not pay. "tuning
+    trials": each seed's tuning budget (0: the configured settings as given)."""
     rows = []
     for fraction in fractions:
         means = {name: mean_std([r["test"][METRIC] for r in runs])[0]
@@ -431,7 +432,9 @@ def _table(per_seed: dict[tuple[float, str], list[dict]], fractions: list[float]
             rows.append({"train fraction": fraction, "model": name, METRIC: mean, f"{METRIC} std": std,
                          "recall@10": recall, "recall@10 std": recall_std,
                          "lift": _lift(mean, means[BASELINE]),
-                         "lift vs best target-only": None if name in TARGET_ONLY else _lift(mean, best_own)})
+                         "lift vs best target-only": None if name in TARGET_ONLY else _lift(mean, best_own),
+                         # the budget behind the row, so the report shows which sides were tuned
+                         "tuning trials": runs[0].get("tuned", {}).get("trials", 0)})
     return rows
 
 
