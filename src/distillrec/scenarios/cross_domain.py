@@ -19,9 +19,9 @@ Compared at each sparsity, all trained through the one Trainer on the same thinn
                       from MiniLM text vectors to source item embeddings, fitted on the source's
                       items); user vectors start fresh (the users are disjoint).
 With `mf_tune`, mf and transfer (MF ids) get the same Optuna budget at every fraction and seed
-(`two_tower_tune`: the three two-tower arms),
-chosen on that thinned split's validation part (a thin train part wants other batch sizes and
-learning rates than the full one); the final fit then trains the selected settings.
+(with `two_tower_tune`, the three two-tower arms do too), chosen on that thinned split's
+validation part (a thin train part wants other batch sizes and learning rates than the full
+one); the final fit then trains the selected settings.
 Lift is relative to two-tower (target): the same architecture and inputs without the source;
 "lift vs best target-only" compares with the best of pop, mf and two-tower (target) at that sparsity.
 The source models are fitted once (seed 0) and reused for every seed and sparsity.
@@ -59,8 +59,8 @@ class TrainParams(StrictParams):
 
 class TuneParams(StrictParams):
     trials: int = Field(ge=1, description="Optuna trials per model, fraction and seed")
-    space: dict[str, Any] = Field(default_factory=dict, description="overrides of the MF's default space "
-                                                                    "(distillrec.tuning.space)")
+    space: dict[str, Any] = Field(default_factory=dict, description="overrides of the model's default "
+                                                                    "space (distillrec.tuning.space)")
     pruner: str = "median"
 
 
