@@ -71,12 +71,15 @@ class ScenarioConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="the scenario's own options")
 
 
+#: Optuna pruners `distillrec.tuning.study.make_pruner` knows.
+PrunerName = Literal["median", "halving", "none"]
+
+
 class TuneConfig(_Strict):
     trials: int = Field(20, ge=1, description="Optuna trials per tuned model: the same for a student "
                                               "and its distilled variants (equal budgets)")
     seed: int = Field(0, ge=0, description="the samplers' seed")
-    pruner: Literal["median", "halving", "none"] = Field("median", description="stops weak trials on "
-                                                                               "their validation curve")
+    pruner: PrunerName = Field("median", description="stops weak trials on their validation curve")
     models: list[str] | None = Field(None, description="students and distilled models to tune (default: "
                                                        "all of them); add 'teacher' to tune the teacher")
     space: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per model name: "

@@ -40,6 +40,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from distillrec.config import PrunerName
 from distillrec.errors import DataError
 from distillrec.scenarios import SCENARIOS, ScenarioContext, ScenarioResult, mean_std
 from distillrec.scenarios.common import (StrictParams, encode_texts, item_texts, parse_params,
@@ -61,7 +62,7 @@ class TuneParams(StrictParams):
     trials: int = Field(ge=1, description="Optuna trials per model, fraction and seed")
     space: dict[str, Any] = Field(default_factory=dict, description="overrides of the model's default "
                                                                     "space (distillrec.tuning.space)")
-    pruner: str = "median"
+    pruner: PrunerName = "median"
 
 
 class CrossDomainParams(StrictParams):
@@ -102,12 +103,10 @@ def run(context: ScenarioContext) -> ScenarioResult:
     for options in (params.two_tower.train, params.source_train, params.mf.train, params.source_mf_train):
         make_train_config(options, 0)  # bad training options fail before any work
     from distillrec.tuning import search_space
-    from distillrec.tuning.study import make_pruner
 
     for key, model in (("mf_tune", "mf"), ("two_tower_tune", "two-tower")):
-        if (tune := getattr(params, key)) is not None:
+        if (tune := getattr(params, key)) is not None:  # a bad space fails before any work
             search_space(model, None, tune.space, where=f"scenario.params.{key}.space")
-            make_pruner(tune.pruner)
     return cross_domain(context, load_dataset(params.source), params)
 
 
@@ -365,7 +364,8 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
         return build
 
     def distill_towards_source(model) -> SourceItemDistillation:
-        return SourceItemDistillation(teacher_items, model.item_vectors().shape[1], params.kd_weight, seed)
+        # the item tower's output width, read off its last layer rather than by encoding every item
+        return SourceItemDistillation(teacher_items, model.item_tower.mlp[-1].out_features, params.kd_weight, seed)
 
     pop = evaluate_scorer(baseline_scorer("pop", split, seed), split, target)
     results = {"pop": {"seed": seed, "test": {k: pop["test"][k] for k in (METRIC, "recall@10")},

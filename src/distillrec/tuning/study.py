@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import math
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from distillrec.config import PrunerName
 from distillrec.errors import DistillrecError
 from distillrec.tuning.space import Dimension, sample
 
 STUDY_FILE = "study.db"
-PRUNERS = ("median", "halving", "none")
+PRUNERS = typing.get_args(PrunerName)  # one list for configs and make_pruner
 #: random trials before TPE models the others (Optuna's default). Not derived from the budget:
 #: then trial n does not depend on `trials`, and a study continued to a larger budget, or read
 #: at a smaller one, holds exactly the trials a fresh study of that budget would.
