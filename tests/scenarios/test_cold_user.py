@@ -15,9 +15,9 @@ from distillrec.data.splitting import make_split
 from distillrec.errors import DistillrecError
 from distillrec.evaluation.evaluator import Evaluator
 from distillrec.scenarios import SCENARIOS, ScenarioContext
-from distillrec.scenarios.cold_user import (BLEND, PROFILE_POPULARITY, SELECTED_ON, blend_scorer, check_protocol,
+from distillrec.scenarios.cold_user import (BLEND, PROFILE_POPULARITY, SELECTED_ON, check_protocol,
                                             evaluate_cold_users, first_revealed, PriorChoice,
-                                            shown_history, zscore)
+                                            shown_history)
 
 STUDENT = {"model": {"dim": 8, "text_dim": 8, "buckets": 512, "feature_dim": 4, "hidden": 16},
            "train": {"epochs": 2, "batch_size": 64}, "ks": [0, 1, 3]}
@@ -163,12 +163,3 @@ def test_history_prior_is_refused_before_it_is_chosen_and_scores_with_the_choice
         PriorChoice(model, split, (-1,))
 
 
-def test_blend_of_z_scores():
-    model = lambda users: torch.tensor([[3.0, 1.0, 2.0]]).repeat(len(users), 1)  # noqa: E731
-    popularity = lambda users: torch.tensor([[0.0, 10.0, 5.0]]).repeat(len(users), 1)  # noqa: E731
-    assert zscore(model(torch.tensor([0]))).tolist() == [[1.0, -1.0, 0.0]]
-    assert zscore(torch.ones(1, 3)).tolist() == [[0.0, 0.0, 0.0]]
-    users = torch.tensor([0])
-    assert blend_scorer(model, popularity, 0.0)(users).argsort(descending=True).tolist() == [[0, 2, 1]]
-    assert blend_scorer(model, popularity, 0.75)(users).argsort(descending=True).tolist() == [[1, 2, 0]]
-    assert torch.allclose(blend_scorer(model, popularity, 0.5)(users), torch.zeros(1, 3, dtype=torch.float64))

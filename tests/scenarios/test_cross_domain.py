@@ -3,6 +3,7 @@ end-to-end run with the real MiniLM and the real Trainer."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,8 +16,10 @@ from distillrec.data.splitting import random_split
 from distillrec.errors import DataError, DistillrecError
 from distillrec.scenarios import SCENARIOS, ScenarioContext
 from distillrec.scenarios.common import subsample_train
-from distillrec.scenarios.cross_domain import (CrossDomainParams, check_disjoint_users, cross_domain,
-                                               match_titles, normalise_title, transferred_item_table)
+from distillrec.scenarios.cross_domain import (POP_WEIGHTS, CrossDomainParams, check_disjoint_users, cross_domain,
+                                               match_titles, normalise_title, transferred_item_table,
+                                               with_popularity)
+from distillrec.students.mf import MatrixFactorization
 
 GENRES = ["Action", "Comedy", "Drama", "Romance"]
 TITLES = ["Heat", "Toy Story", "Usual Suspects, The", "Fargo", "Casablanca", "Alien", "Aliens", "Jaws",
@@ -124,6 +127,23 @@ def test_bad_params_are_refused_in_one_line(domains, tmp_path):
         SCENARIOS.get("cross-domain")(ScenarioContext(bad, target, None, None, tmp_path, progress=False))
 
 
+def test_the_popularity_blend_is_chosen_on_validation_and_reads_test_once(domains, tmp_path):
+    _, target = domains
+    split = random_split(target, seed=0)
+    model = MatrixFactorization.build(target, split, seed=0, dim=8)  # untrained: any scorer will do
+    blend = with_popularity(model, split, target, tmp_path / "a")
+    values = blend["valid by weight"]
+    assert list(values) == [str(w) for w in POP_WEIGHTS]
+    assert blend["popularity weight"] == POP_WEIGHTS[int(np.argmax(list(values.values())))]
+    assert blend["valid"]["ndcg@10"] == max(values.values())
+    assert (tmp_path / "a" / "per_user.parquet").exists()
+    # Garbage test ground truth: the same weight and validation values, only the test figure moves.
+    rng = np.random.default_rng(1)
+    garbage = dataclasses.replace(split, test=split.test.assign(item=rng.permutation(split.test["item"].to_numpy())))
+    again = with_popularity(model, garbage, target, tmp_path / "b")
+    assert again["popularity weight"] == blend["popularity weight"] and again["valid by weight"] == values
+
+
 def test_tiny_end_to_end_run(domains, tmp_path):
     source, target = domains
     fast = {"epochs": 1, "batch_size": 32, "patience": 1, "num_threads": 1, "eval_ks": [10]}
@@ -136,13 +156,15 @@ def test_tiny_end_to_end_run(domains, tmp_path):
     context = ScenarioContext(config, target, split, None, tmp_path, progress=False)
     result = cross_domain(context, source, CrossDomainParams(**raw))
     rows = {(row["train fraction"], row["model"]): row for row in result.table}
-    models = {"pop", "mf", "two-tower (target)", "transfer (init)", "transfer (init+kd)", "transfer (MF ids)"}
+    trained = ("mf", "two-tower (target)", "transfer (init)", "transfer (init+kd)", "transfer (MF ids)")
+    models = {"pop", *trained, *(f"{m} + pop" for m in trained)}
     assert set(rows) == {(f, m) for f in (1.0, 0.3) for m in models}
     for (fraction, model), row in rows.items():
         assert 0 <= row["ndcg@10"] <= 1 and row["ndcg@10 std"] >= 0
         if model == "two-tower (target)":
             assert row["lift"] == pytest.approx(0.0)
-        own = max(rows[(fraction, m)]["ndcg@10"] for m in ("pop", "mf", "two-tower (target)"))
+        own = max(rows[(fraction, m)]["ndcg@10"]
+                  for m in ("pop", "mf", "two-tower (target)", "mf + pop", "two-tower (target) + pop"))
         if model.startswith("transfer"):
             assert row["lift vs best target-only"] == pytest.approx(row["ndcg@10"] / own - 1)
         else:
@@ -155,7 +177,9 @@ def test_tiny_end_to_end_run(domains, tmp_path):
     assert 0 <= result.details["source"]["mf"]["test"]["ndcg@10"] <= 1
     # Each transfer against its own architecture, per fraction: over users per seed, then seeds.
     paired = {(p["model"], p["vs"], p["metric"]): p for p in result.details["paired"]}
-    assert len(paired) == 6
+    assert len(paired) == 12  # each pair alone and blended with popularity
+    blended = paired[("transfer (MF ids) + pop", "mf + pop", "test ndcg@10 at 0.3 of the target")]
+    assert blended["other_mean"] == pytest.approx(rows[(0.3, "transfer (MF ids) + pop")]["ndcg@10"])
     ids = paired[("transfer (MF ids)", "mf", "test ndcg@10 at 0.3 of the target")]
     assert ids["n_splits"] == 1 and [c["seed"] for c in ids["per_split"]] == [3]
     assert ids["base_mean"] == pytest.approx(rows[(0.3, "mf")]["ndcg@10"])
@@ -191,8 +215,8 @@ def test_each_architectures_arms_get_the_same_tuning_budget_chosen_on_validation
         assert runs[name]["valid"]["ndcg@10"] == pytest.approx(tuned["valid"])
     assert "tuned" not in runs["pop"]
     budgets = {row["model"]: row["tuning trials"] for row in result.table}
-    assert budgets == {"pop": 0, "mf": 3, "transfer (MF ids)": 3, "two-tower (target)": 2, "transfer (init)": 2,
-                       "transfer (init+kd)": 2}
+    trials = {"mf": 3, "transfer (MF ids)": 3, "two-tower (target)": 2, "transfer (init)": 2, "transfer (init+kd)": 2}
+    assert budgets == {"pop": 0, **trials, **{f"{m} + pop": n for m, n in trials.items()}}  # a blend trains nothing
 
 
 def test_a_bad_tuning_space_is_refused_before_any_work(domains, tmp_path):

@@ -49,6 +49,7 @@ from distillrec.data.split import Split
 from distillrec.errors import DistillrecError
 from distillrec.scenarios import SCENARIOS, ScenarioContext, ScenarioResult
 from distillrec.scenarios.cold_item import DISTILLED, UNDISTILLED, summarise, teacher_run, train_students
+from distillrec.scenarios.common import best, blend_scorer
 
 DEFAULT_KS = (0, 1, 3, 5, 10)
 #: feature KD on the batch's (warm) users and positive items against the teacher's vectors.
@@ -158,20 +159,6 @@ class PriorChoice:
         return self._with_prior(history_scorer(self.model, shown_history(self.split, k, part)), self.chosen[k])
 
 
-# --------------------------------------------------------------------------- blend
-
-def zscore(scores: torch.Tensor) -> torch.Tensor:
-    """Each row standardised over the catalog (a constant row becomes zeros)."""
-    scores = scores.double()
-    mean, std = scores.mean(dim=1, keepdim=True), scores.std(dim=1, keepdim=True)
-    return (scores - mean) / torch.where(std > 0, std, torch.ones_like(std))
-
-
-def blend_scorer(model: Callable, popularity: Callable, weight: float) -> Callable:
-    """(1 - weight) * zscore(model) + weight * zscore(popularity)."""
-    return lambda users: (1 - weight) * zscore(model(users)) + weight * zscore(popularity(users))
-
-
 # --------------------------------------------------------------------------- selection on valid users
 
 def column_candidates(users_table: pd.DataFrame, columns: Sequence[str]) -> list[tuple[str, ...]]:
@@ -183,12 +170,6 @@ def column_candidates(users_table: pd.DataFrame, columns: Sequence[str]) -> list
                               f"{', '.join(map(repr, columns))} (it has {', '.join(map(str, users_table.columns))}); "
                               "popularity by profile needs at least one")
     return [subset for size in range(1, len(present) + 1) for subset in combinations(present, size)]
-
-
-def best(candidates: Sequence, value: Callable[[Any], float]) -> tuple[Any, list[float]]:
-    """(the first candidate with the highest value, every candidate's value)."""
-    values = [float(value(candidate)) for candidate in candidates]
-    return candidates[int(np.argmax(values))], values
 
 
 def select_profile_columns(split: Split, users_table: pd.DataFrame, columns: Sequence[str], evaluator,

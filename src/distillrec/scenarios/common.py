@@ -1,10 +1,10 @@
-"""Small helpers the cross-domain and attribute scenarios share: validated params, item text
-embeddings through the content-hash cache, and a thinned training part."""
+"""Small helpers the scenarios share: validated params, item text embeddings through the
+content-hash cache, a thinned training part, and a model blended with popularity."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -70,3 +70,21 @@ def subsample_train(split: Split, fraction: float, seed: int) -> Split:
     kept = np.sort(order[position < np.repeat(keep_per_user, counts)])  # table order kept
     return replace(split, train=train.iloc[kept].reset_index(drop=True),
                    params={**split.params, "train_fraction": fraction, "train_fraction_seed": seed})
+
+
+def zscore(scores: torch.Tensor) -> torch.Tensor:
+    """Each row standardised over the catalog (a constant row becomes zeros)."""
+    scores = scores.double()
+    mean, std = scores.mean(dim=1, keepdim=True), scores.std(dim=1, keepdim=True)
+    return (scores - mean) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def blend_scorer(model: Callable, popularity: Callable, weight: float) -> Callable:
+    """(1 - weight) * zscore(model) + weight * zscore(popularity)."""
+    return lambda users: (1 - weight) * zscore(model(users)) + weight * zscore(popularity(users))
+
+
+def best(candidates: Sequence, value: Callable[[Any], float]) -> tuple[Any, list[float]]:
+    """(the first candidate with the highest value, every candidate's value)."""
+    values = [float(value(candidate)) for candidate in candidates]
+    return candidates[int(np.argmax(values))], values

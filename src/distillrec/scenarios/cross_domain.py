@@ -22,8 +22,13 @@ With `mf_tune`, mf and transfer (MF ids) get the same Optuna budget at every fra
 (with `two_tower_tune`, the three two-tower arms do too), chosen on that thinned split's
 validation part (a thin train part wants other batch sizes and learning rates than the full
 one); the final fit then trains the selected settings.
+Every trained arm also gets a "<arm> + pop" row: its scores blended with popularity, both
+z-scored per user, popularity's weight w in (0, 0.1, ..., 1) chosen on valid NDCG@10 (w = 0 is
+the arm, w = 1 popularity): on thin data popularity is the model to beat, and a blend is how a
+user would serve it. The target-only arms get the same blend, so the comparison stays even.
 Lift is relative to two-tower (target): the same architecture and inputs without the source;
-"lift vs best target-only" compares with the best of pop, mf and two-tower (target) at that sparsity.
+"lift vs best target-only" compares with the best target-only model (pop, mf, two-tower
+(target) and their blends) at that sparsity.
 The source models are fitted once (seed 0) and reused for every seed and sparsity.
 """
 
@@ -49,7 +54,11 @@ from distillrec.teachers.templates import DEFAULT_ITEM_TEMPLATE
 
 METRIC = "ndcg@10"
 BASELINE = "two-tower (target)"
-TARGET_ONLY = ("pop", "mf", BASELINE)
+#: "<arm> + pop": the arm blended with popularity (weight chosen on valid).
+WITH_POP = " + pop"
+#: popularity's weights tried in a blend, z-scores on both sides (0: the arm alone, 1: popularity).
+POP_WEIGHTS = tuple(round(0.1 * step, 1) for step in range(11))
+TARGET_ONLY = ("pop", "mf", BASELINE, "mf" + WITH_POP, BASELINE + WITH_POP)
 _ARTICLES = re.compile(r"^(.*), (the|a|an|les|la|le|il|el|die|das|der)$")
 
 
@@ -330,6 +339,8 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
         where = f"{out.parent.name}, {out.name}"  # train-<fraction>, seed-<seed>
         return (lambda line: console.print(f"  tune {name}, {where}: {line}")) if progress else (lambda line: None)
 
+    trained = {}
+
     def arm(name: str, model_name: str, build, base: TrainParams, tune: TuneParams | None, extra_loss=None) -> dict:
         """One trained model: build(params) -> model, tuned first when `tune` is set (every arm of
         an architecture gets the same budget and space), then fitted with the selected settings."""
@@ -341,6 +352,7 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
             model_params, train, _ = apply(tuning["selected"], model_params, train)
         model = build(model_params)
         result = fit(name, type(model), model, model_params, train, extra_loss(model) if extra_loss else None)
+        trained[name] = model
         if tuning is not None:
             result["tuned"] = {key: tuning[key] for key in ("trials", "selected", "valid", "pruned")}
         return result
@@ -376,12 +388,37 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
                                  ("transfer (init+kd)", True, True)):
         results[name] = arm(name, "two-tower", two_tower(pretrained), params.two_tower, params.two_tower_tune,
                             distill_towards_source if kd else None)
+    for name, model in trained.items():  # the blend adds no training: the arm's budget is its budget
+        blend = with_popularity(model, split, target, out / _slug(name + WITH_POP))
+        results[name + WITH_POP] = {"seed": seed, **blend, **({"tuned": results[name]["tuned"]}
+                                                               if "tuned" in results[name] else {})}
     return results
+
+
+def with_popularity(model, split, dataset, run_dir: Path) -> dict:
+    """A trained model blended with popularity, (1 - w) z(model) + w z(pop), w from POP_WEIGHTS
+    with the best valid NDCG@10; the test part is scored once, for that w (its per-user values
+    written to run_dir for the paired tests)."""
+    from distillrec.evaluation.baselines import PopularityScorer
+    from distillrec.evaluation.scoring import make_evaluator, model_scorer, write_per_user
+    from distillrec.scenarios.common import best, blend_scorer
+
+    evaluator, popularity = make_evaluator(split, dataset), PopularityScorer(split)
+    valid = model_scorer(model, split, "valid")
+    weight, values = best(POP_WEIGHTS, lambda w: evaluator.evaluate(blend_scorer(valid, popularity, w),
+                                                                    "valid")[METRIC])
+    test_scorer = blend_scorer(model_scorer(model, split, "test"), popularity, weight)  # after valid: one history at a time
+    write_per_user(run_dir, evaluator, test_scorer)
+    test = evaluator.evaluate(test_scorer, "test")
+    return {"test": {k: test[k] for k in (METRIC, "recall@10")}, "valid": {METRIC: max(values)},
+            "popularity weight": weight, "valid by weight": dict(zip(map(str, POP_WEIGHTS), values))}
 
 
 #: (base, transferred) pairs tested at every fraction: each transfer against its own
 #: architecture trained on the target alone.
-PAIRS = ((BASELINE, "transfer (init)"), (BASELINE, "transfer (init+kd)"), ("mf", "transfer (MF ids)"))
+PAIRS = tuple((base + suffix, other + suffix) for suffix in ("", WITH_POP)
+              for base, other in ((BASELINE, "transfer (init)"), (BASELINE, "transfer (init+kd)"),
+                                  ("mf", "transfer (MF ids)")))
 
 
 def _seed_dir(out: Path, fraction: float, seed: int) -> Path:
