@@ -163,12 +163,14 @@ def test_tiny_end_to_end_run(domains, tmp_path):
         assert 0 <= row["ndcg@10"] <= 1 and row["ndcg@10 std"] >= 0
         if model == "two-tower (target)":
             assert row["lift"] == pytest.approx(0.0)
-        own = max(rows[(fraction, m)]["ndcg@10"]
-                  for m in ("pop", "mf", "two-tower (target)", "mf + pop", "two-tower (target) + pop"))
+        own = {m: rows[(fraction, m)]["ndcg@10"]
+               for m in ("pop", "mf", "two-tower (target)", "mf + pop", "two-tower (target) + pop")}
         if model.startswith("transfer"):
-            assert row["lift vs best target-only"] == pytest.approx(row["ndcg@10"] / own - 1)
+            assert row["best target-only"] == max(own, key=own.get)
+            assert row["lift vs best target-only"] == pytest.approx(row["ndcg@10"] / max(own.values()) - 1)
+            assert row["p vs best target-only"] is None  # one seed: no test over seeds
         else:
-            assert row["lift vs best target-only"] is None
+            assert row["lift vs best target-only"] is None and row["best target-only"] is None
     assert {row["tuning trials"] for row in result.table} == {0}  # nothing tuned without mf_tune / two_tower_tune
     assert result.details["matched_titles"] == 6
     runs = {(r["train_fraction"], r["model"]): r["runs"] for r in result.details["per_seed"]}
@@ -227,3 +229,22 @@ def test_a_bad_tuning_space_is_refused_before_any_work(domains, tmp_path):
     with pytest.raises(DistillrecError, match=r"scenario.params.mf_tune.space"):
         SCENARIOS.get("cross-domain")(context)
     assert not any(tmp_path.iterdir())
+
+
+def test_the_table_tests_each_transfer_against_the_strongest_target_only_model_over_seeds():
+    from scipy.stats import ttest_rel
+
+    from distillrec.scenarios.cross_domain import _table
+
+    def runs(*values):
+        return [{"seed": s, "test": {"ndcg@10": v, "recall@10": v}} for s, v in enumerate(values)]
+
+    per_seed = {(0.05, "pop"): runs(0.30, 0.32, 0.31), (0.05, "mf"): runs(0.20, 0.22, 0.21),
+                (0.05, "two-tower (target)"): runs(0.25, 0.26, 0.24), (0.05, "mf + pop"): runs(0.29, 0.33, 0.30),
+                (0.05, "transfer (MF ids) + pop"): runs(0.33, 0.36, 0.32)}
+    rows = {row["model"]: row for row in _table(per_seed, [0.05])}
+    row = rows["transfer (MF ids) + pop"]
+    assert row["best target-only"] == "pop"  # 0.31 beats mf + pop's 0.3067 on the mean
+    assert row["lift vs best target-only"] == pytest.approx((0.33 + 0.36 + 0.32) / (0.30 + 0.32 + 0.31) - 1)
+    assert row["p vs best target-only"] == pytest.approx(ttest_rel([0.33, 0.36, 0.32], [0.30, 0.32, 0.31]).pvalue)
+    assert rows["pop"]["p vs best target-only"] is None

@@ -455,21 +455,29 @@ def _slug(name: str) -> str:
 def _table(per_seed: dict[tuple[float, str], list[dict]], fractions: list[float]) -> list[dict]:
     """One row per sparsity and model: test metrics (mean, std over seeds), the lift over the
     same two-tower without the source, and over the best target-only model of that sparsity
-    (pop, mf or two-tower by mean): negative there means the source did not pay. "tuning
-    trials": each seed's tuning budget (0: the configured settings as given)."""
+    (TARGET_ONLY by mean, named in "best target-only"; the strongest is the hardest to beat)
+    with a paired t-test over the seeds: negative there means the source did not pay.
+    "tuning trials": each seed's tuning budget (0: the configured settings as given)."""
+    from distillrec.evaluation.significance import paired_splits
+
     rows = []
     for fraction in fractions:
         means = {name: mean_std([r["test"][METRIC] for r in runs])[0]
                  for (f, name), runs in per_seed.items() if f == fraction}
-        best_own = max(means[name] for name in TARGET_ONLY if name in means)
+        best_own = max((name for name in TARGET_ONLY if name in means), key=means.get)
+        best_values = [r["test"][METRIC] for r in per_seed[(fraction, best_own)]]
         for name, mean in means.items():
             runs = per_seed[(fraction, name)]
-            std = mean_std([r["test"][METRIC] for r in runs])[1]
+            values = [r["test"][METRIC] for r in runs]
+            std = mean_std(values)[1]
             recall, recall_std = mean_std([r["test"]["recall@10"] for r in runs])
+            transferred = name not in TARGET_ONLY
             rows.append({"train fraction": fraction, "model": name, METRIC: mean, f"{METRIC} std": std,
                          "recall@10": recall, "recall@10 std": recall_std,
                          "lift": _lift(mean, means[BASELINE]),
-                         "lift vs best target-only": None if name in TARGET_ONLY else _lift(mean, best_own),
+                         "lift vs best target-only": _lift(mean, means[best_own]) if transferred else None,
+                         "best target-only": best_own if transferred else None,
+                         "p vs best target-only": paired_splits(best_values, values)["t_p"] if transferred else None,
                          # the budget behind the row, so the report shows which sides were tuned
                          "tuning trials": runs[0].get("tuned", {}).get("trials", 0)})
     return rows
