@@ -3,6 +3,9 @@
     distillrec run configs/ml-100k.yaml --out runs/ml-100k
     python benchmarks/evidence_table.py runs/ml-100k [runs/ml-1m ...] > benchmarks/out/evidence.md
 
+A run with a scenario (configs/cross-domain.yaml, ...) also gets the scenario's table and its
+paired tests.
+
 Nothing is computed here: every figure comes from the run's metrics.json (the tables the
 terminal printed), so the published numbers are exactly the command's.
 """
@@ -13,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from distillrec.evaluation.significance import format_p
 from distillrec.evidence import activity_rows, comparison_rows
 
 
@@ -50,9 +54,46 @@ def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+def scenario_rows(table: list[dict]) -> list[dict]:
+    """A scenario's rows for reading: "x" with its "x std" as "mean ± std", lifts in percent, p-values
+    short; every other column as it is."""
+    rows = []
+    for row in table:
+        out = {}
+        for key, value in row.items():
+            if key.endswith(" std") and key[:-4] in row:
+                continue
+            if key == "train fraction":
+                value = f"{value:.0%}"
+            elif f"{key} std" in row and value is not None:
+                value = f"{value:.4f} ± {row[f'{key} std']:.4f}"
+            elif key.startswith("lift") and isinstance(value, float):
+                value = f"{value:+.1%}"
+            elif key.startswith("p ") and (value is None or isinstance(value, float)):
+                value = format_p(value)
+            out[key] = value
+        rows.append(out)
+    return rows
+
+
+def scenario_sections(metrics: dict) -> list[str]:
+    parts = []
+    for name, scenario in (metrics.get("scenarios") or {}).items():
+        parts += [f"Scenario {name!r} (\"scenarios\" → {name!r} → \"table\"):\n", markdown_table(scenario_rows(scenario["table"]))]
+        paired = scenario.get("details", {}).get("paired")
+        if paired:
+            parts += ["Paired tests (per seed over users, Wilcoxon; over seeds, paired t):\n",
+                      markdown_table([{"metric": c["metric"], **row}  # one display row per pair, in order
+                                      for c, row in zip(paired, comparison_rows({"comparisons": paired}))])]
+    return parts
+
+
 def render(run: Path) -> str:
     metrics = json.loads((run / "metrics.json").read_text())
     seeds = metrics.get("seeds", [metrics.get("seed")])
+    if not metrics.get("summary"):  # a single-split run whose evidence is its scenario
+        return "\n".join([f"#### {metrics['config']['data']['dataset']} (`{run}/metrics.json`)\n",
+                          *scenario_sections(metrics)])
     return "\n".join([
         f"#### {metrics['config']['data']['dataset']}: split seeds {seeds} (`{run}/metrics.json`)\n",
         markdown_table(model_rows(metrics)),
@@ -63,6 +104,7 @@ def render(run: Path) -> str:
         markdown_table(activity_rows(metrics)),
         "Tuning (the same number of trials for every model; selected on validation only):\n",
         markdown_table(tuning_rows(metrics)),
+        *scenario_sections(metrics),
     ])
 
 
