@@ -164,7 +164,8 @@ class _Tuner:
 
         tune = self.config.tune
         overrides = [tune.space.get(base)] if base else []
-        space = search_space(model, kd, *overrides, tune.space.get(name))
+        knowledge = self._teacher_knowledge(teacher_dir) if kd and teacher_dir is not None else None
+        space = search_space(model, kd, *overrides, tune.space.get(name), knowledge=knowledge)
         # The budget stays out of the key: raising `trials` continues the stored study.
         key = content_key(self.data_key, name, model, params, train, kd, tune.seed, tune.pruner,
                           [d.to_json() for d in space], entry.model_dump(mode="json") if entry else None)

@@ -3,6 +3,7 @@ is written back over a model's params, training options and distillation terms."
 
 import optuna
 import pytest
+import torch
 
 from distillrec.errors import DistillrecError
 from distillrec.students.base import model_class
@@ -180,3 +181,20 @@ def test_apply_refuses_a_kd_path_naming_a_method_not_in_kd():
         apply({"kd.feature.weight": 1.0}, {}, {}, {"ranking": 0.5})
     with pytest.raises(DistillrecError, match=r"not in kd \(none\)"):
         apply({"kd.ranking.weight": 1.0}, {}, {})
+
+
+def test_kd_space_stops_k_where_the_teachers_knowledge_does():
+    from distillrec.teachers.knowledge import Knowledge
+
+    n_users, n_items, top_k, knn = 4, 30, 12, 6
+    knowledge = Knowledge({"user": torch.zeros(n_users, 2), "item": torch.zeros(n_items, 2),
+                           "text": torch.zeros(n_items, 3),
+                           "top_items": torch.zeros(n_users, top_k, dtype=torch.long),
+                           "top_scores": torch.zeros(n_users, top_k), "top_confidence": torch.zeros(n_users, top_k),
+                           "knn_items": torch.zeros(n_items, knn, dtype=torch.long),
+                           "knn_similarity": torch.zeros(n_items, knn)})
+    spec = kd_space({"graph": 0.05, "ranking": 0.5}, knowledge)
+    assert spec["kd.graph.k"] == {"low": 2, "high": knn, "log": True}      # 10 x4 would be 40 > 6 neighbours
+    assert spec["kd.ranking.k"] == {"low": 5, "high": top_k, "log": True}  # 20 x4 would be 80 > 12 ranked
+    assert "kd.graph.k" not in kd_space({"graph": {"weight": 0.05, "k": 40}}, knowledge)  # no range left to search
+    assert kd_space({"graph": 0.05})["kd.graph.k"]["high"] == 40  # without knowledge: the plain range

@@ -171,6 +171,12 @@ class Term(nn.Module):
         self.knowledge = knowledge
         self.options = {**self.defaults, **options}
 
+    @classmethod
+    def option_limits(cls, tensors: Mapping[str, torch.Tensor]) -> dict[str, int]:
+        """The largest value each bounded option can take with this knowledge (its tensors by
+        name), so a search space never proposes what the term would refuse."""
+        return {}
+
     def forward(self, view: BatchView, generator: torch.Generator | None) -> torch.Tensor:
         raise NotImplementedError
 
@@ -328,6 +334,10 @@ class NeighbourGraphTerm(Term):
             raise DistillrecError(f"neighbour-graph: k must be in 1..{knowledge.knn_items.shape[1]} "
                                   f"(the knowledge's graph), got {self.options['k']}")
 
+    @classmethod
+    def option_limits(cls, tensors):
+        return {"k": tensors["knn_items"].shape[1]}
+
     def forward(self, view, generator):
         o = self.options
         anchors = _subsample(view.model.distill_items(view.batch), o["anchors"], generator)
@@ -347,6 +357,10 @@ class _TopKTerm(Term):
         if short:
             raise DistillrecError(f"{self.name}: the teacher ranks fewer than k={k} items for {short} users "
                                   "(they have seen almost the whole catalog); lower k")
+
+    @classmethod
+    def option_limits(cls, tensors):
+        return {"k": tensors["top_items"].shape[1]}
 
     def top_items(self, view: BatchView) -> torch.Tensor:
         return self.knowledge.top_items[view.users, :self.options["k"]]

@@ -20,13 +20,14 @@ __all__ = ["apply", "search_space", "tune_model", "validation_objective"]
 
 
 def search_space(model: str, kd: Mapping[str, Any] | None = None, *overrides: Mapping[str, Any] | None,
-                 where: str = "tune.space"):
-    """The model's default space, its distillation terms' (if any), then each override on top."""
+                 where: str = "tune.space", knowledge=None):
+    """The model's default space, its distillation terms' (if any; bounded by the teacher's
+    `knowledge` when given), then each override on top."""
     from distillrec.students.base import model_class
 
     spec = model_space(model_class(model))
     if kd:
-        spec.update(kd_space(kd))
+        spec.update(kd_space(kd, knowledge))
     for override in overrides:
         spec.update(override or {})
     return parse_space(spec, where)
@@ -78,7 +79,7 @@ def tune_model(directory: str | Path, model: str, dataset, split, *, params: Map
                build: Callable[[dict], Any] | None = None, extra_loss: Callable[[Any], Any] | None = None) -> dict:
     """Tune one model on `split`'s validation part; the study lives in `directory`
     (study.db: re-running continues it). `space`: a parsed space (default: `search_space`)."""
-    dimensions = space if space is not None else search_space(model, kd)
+    dimensions = space if space is not None else search_space(model, kd, knowledge=knowledge)
     objective = validation_objective(model, dataset, split, params=params, train=train, kd=kd,
                                      knowledge=knowledge, weighting=weighting, init=init, seed=seed, build=build,
                                      extra_loss=extra_loss)

@@ -158,14 +158,18 @@ def model_space(model_cls: type) -> dict[str, Any]:
             if has_loss or not (path == "params.rec_loss" or "params.rec_loss" in value.get("when", {}))}
 
 
-def kd_space(kd: Mapping[str, Any]) -> dict[str, Any]:
-    """Each term's weight and main options searched on a log scale around their set value."""
+def kd_space(kd: Mapping[str, Any], knowledge=None) -> dict[str, Any]:
+    """Each term's weight and main options searched on a log scale around their set value; with
+    the teacher's `knowledge`, an option's range stops where that knowledge does (a graph of 20
+    neighbours caps k at 20)."""
     from distillrec.distill.objective import METHODS, resolve_method
 
     space: dict[str, Any] = {}
     for name, value in kd.items():
         options = dict(value) if isinstance(value, Mapping) else {"weight": value}
-        defaults = {"weight": 1.0, **METHODS.get(resolve_method(str(name))).defaults}
+        method = METHODS.get(resolve_method(str(name)))
+        defaults = {"weight": 1.0, **method.defaults}
+        limits = method.option_limits(knowledge.tensors) if knowledge is not None else {}
         for option, factor in TERM_OPTIONS.items():
             if option not in defaults:
                 continue
@@ -173,8 +177,10 @@ def kd_space(kd: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(centre, bool) or not isinstance(centre, (int, float)) or centre <= 0:
                 continue
             if isinstance(centre, int) and option != "weight":
-                space[f"kd.{name}.{option}"] = {"low": max(1, int(centre / factor)), "high": int(centre * factor),
-                                                "log": True}
+                low, high = max(1, int(centre / factor)), int(centre * factor)
+                high = min(high, limits.get(option, high))
+                if low < high:  # else nothing to search: the set value stands (and the term checks it)
+                    space[f"kd.{name}.{option}"] = {"low": low, "high": high, "log": True}
             else:
                 space[f"kd.{name}.{option}"] = {"low": centre / factor, "high": centre * factor, "log": True}
     return space
