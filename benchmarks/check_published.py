@@ -18,9 +18,10 @@ from pathlib import Path
 
 
 def lookup(metrics: dict, path: str):
+    """The value at a dotted path; a part indexing a list is its position (a scenario's table row)."""
     value = metrics
     for part in path.split("."):
-        value = value[part]
+        value = value[int(part)] if isinstance(value, list) else value[part]
     return value
 
 
@@ -30,7 +31,7 @@ def check(published: dict, metrics: dict) -> list[str]:
     for path, expected in published["figures"].items():
         try:
             actual = lookup(metrics, path)
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, IndexError, ValueError):
             problems.append(f"{path}: missing from the run (expected {expected})")
             continue
         if abs(actual - expected) > tolerance:
