@@ -164,7 +164,7 @@ class _Tuner:
 
         tune = self.config.tune
         overrides = [tune.space.get(base)] if base else []
-        knowledge = self._teacher_knowledge(teacher_dir) if kd and teacher_dir is not None else None
+        knowledge = self._teacher_knowledge(teacher_dir) if teacher_dir is not None else None
         space = search_space(model, kd, *overrides, tune.space.get(name), knowledge=knowledge)
         # The budget stays out of the key: raising `trials` continues the stored study.
         key = content_key(self.data_key, name, model, params, train, kd, tune.seed, tune.pruner,
@@ -176,7 +176,6 @@ class _Tuner:
         def work(directory: Path, resume: bool) -> dict:
             self.say(f"  {tune.trials} trials on validation, {len(space)} settings"
                      + (" (continuing the stored study)" if resume else ""))
-            knowledge = self._teacher_knowledge(teacher_dir) if teacher_dir is not None else None
             return tune_model(directory, model, self.ds, self.split, params=params, train=train,
                               trials=tune.trials, kd=kd, knowledge=knowledge,
                               weighting=entry.weighting if entry else "fixed", init=entry.init if entry else None,

@@ -14,6 +14,8 @@ from distillrec.config import parse_config
 from distillrec.data.dataset import RawData, build_dataset
 from distillrec.data.splitting import random_split
 from distillrec.errors import DataError, DistillrecError
+from distillrec.evaluation.baselines import PopularityScorer
+from distillrec.evaluation.scoring import make_evaluator
 from distillrec.scenarios import SCENARIOS, ScenarioContext
 from distillrec.scenarios.common import subsample_train
 from distillrec.scenarios.cross_domain import (POP_WEIGHTS, CrossDomainParams, check_disjoint_users, cross_domain,
@@ -131,7 +133,7 @@ def test_the_popularity_blend_is_chosen_on_validation_and_reads_test_once(domain
     _, target = domains
     split = random_split(target, seed=0)
     model = MatrixFactorization.build(target, split, seed=0, dim=8)  # untrained: any scorer will do
-    blend = with_popularity(model, split, target, tmp_path / "a")
+    blend = with_popularity(model, split, make_evaluator(split, target), PopularityScorer(split), tmp_path / "a")
     values = blend["valid by weight"]
     assert list(values) == [str(w) for w in POP_WEIGHTS]
     assert blend["popularity weight"] == POP_WEIGHTS[int(np.argmax(list(values.values())))]
@@ -140,7 +142,7 @@ def test_the_popularity_blend_is_chosen_on_validation_and_reads_test_once(domain
     # Garbage test ground truth: the same weight and validation values, only the test figure moves.
     rng = np.random.default_rng(1)
     garbage = dataclasses.replace(split, test=split.test.assign(item=rng.permutation(split.test["item"].to_numpy())))
-    again = with_popularity(model, garbage, target, tmp_path / "b")
+    again = with_popularity(model, garbage, make_evaluator(garbage, target), PopularityScorer(garbage), tmp_path / "b")
     assert again["popularity weight"] == blend["popularity weight"] and again["valid by weight"] == values
 
 

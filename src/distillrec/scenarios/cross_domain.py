@@ -315,7 +315,8 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
                    params: CrossDomainParams, seed: int, out: Path, progress: bool) -> dict[str, dict]:
     from distillrec import experiment
     from distillrec.console import console
-    from distillrec.evaluation.scoring import baseline_scorer, evaluate_scorer
+    from distillrec.evaluation.baselines import PopularityScorer
+    from distillrec.evaluation.scoring import baseline_scorer, evaluate_scorer, make_evaluator
     from distillrec.params import make_train_config
     from distillrec.students.mf import MatrixFactorization
     from distillrec.students.two_tower import TwoTower
@@ -388,22 +389,21 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
                                  ("transfer (init+kd)", True, True)):
         results[name] = arm(name, "two-tower", two_tower(pretrained), params.two_tower, params.two_tower_tune,
                             distill_towards_source if kd else None)
+    evaluator, popularity = make_evaluator(split, target), PopularityScorer(split)  # shared by the blends
     for name, model in trained.items():  # the blend adds no training: the arm's budget is its budget
-        blend = with_popularity(model, split, target, out / _slug(name + WITH_POP))
+        blend = with_popularity(model, split, evaluator, popularity, out / _slug(name + WITH_POP))
         results[name + WITH_POP] = {"seed": seed, **blend, **({"tuned": results[name]["tuned"]}
                                                                if "tuned" in results[name] else {})}
     return results
 
 
-def with_popularity(model, split, dataset, run_dir: Path) -> dict:
-    """A trained model blended with popularity, (1 - w) z(model) + w z(pop), w from POP_WEIGHTS
-    with the best valid NDCG@10; the test part is scored once, for that w (its per-user values
-    written to run_dir for the paired tests)."""
-    from distillrec.evaluation.baselines import PopularityScorer
-    from distillrec.evaluation.scoring import make_evaluator, model_scorer, write_per_user
+def with_popularity(model, split, evaluator, popularity, run_dir: Path) -> dict:
+    """A trained model blended with `popularity` (a scorer), (1 - w) z(model) + w z(pop), w from
+    POP_WEIGHTS with the best valid NDCG@10; the test part is scored once, for that w (its
+    per-user values written to run_dir for the paired tests)."""
+    from distillrec.evaluation.scoring import model_scorer, write_per_user
     from distillrec.scenarios.common import best, blend_scorer
 
-    evaluator, popularity = make_evaluator(split, dataset), PopularityScorer(split)
     valid = model_scorer(model, split, "valid")
     weight, values = best(POP_WEIGHTS, lambda w: evaluator.evaluate(blend_scorer(valid, popularity, w),
                                                                     "valid")[METRIC])
