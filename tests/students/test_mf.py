@@ -12,6 +12,7 @@ from distillrec.evaluation.evaluator import evaluate
 from distillrec.students.base import MODELS
 from distillrec.students.mf import MatrixFactorization
 from distillrec.train import TrainConfig, Trainer
+from distillrec.train.losses import REC_LOSSES
 
 
 def test_pair_scores_agree_with_full_catalog_scores():
@@ -19,6 +20,27 @@ def test_pair_scores_agree_with_full_catalog_scores():
     users = torch.tensor([0, 3, 1])
     items = torch.tensor([[5, 0], [2, 2], [1, 4]])
     assert torch.allclose(model.pair_scores(users, items), model.score(users).gather(1, items))
+
+
+@pytest.mark.parametrize("n_negatives", [1, 3])
+def test_margins_and_bpr_gradients_match_the_two_score_form(n_negatives):
+    """MF's one-dot-product margins u . (p - n) are the generic s_pos - s_neg, and the BPR
+    loss trained through them has the same value and gradients."""
+    torch.manual_seed(0)
+    model = MatrixFactorization(5, 7, dim=4)
+    batch = {"user": torch.tensor([0, 4, 2]), "pos": torch.tensor([6, 1, 3]),
+             "neg": torch.randint(7, (3, n_negatives))}
+    generic = super(MatrixFactorization, model).pair_margins(batch["user"], batch["pos"], batch["neg"])
+    assert torch.allclose(model.pair_margins(batch["user"], batch["pos"], batch["neg"]), generic, atol=1e-6)
+
+    model.loss(batch).backward()
+    fast = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    candidates = torch.cat([batch["pos"].unsqueeze(1), batch["neg"]], dim=1)
+    scores = model.pair_scores(batch["user"], candidates)
+    REC_LOSSES.get("bpr")(scores[:, 0], scores[:, 1:]).backward()
+    for got, expected in zip(fast, [p.grad for p in model.parameters()]):
+        assert torch.allclose(got, expected, atol=1e-6)
 
 
 def test_bpr_loss_on_a_hand_computed_case():

@@ -21,6 +21,13 @@ def test_bpr_matches_recbole_single_negative_form():
     assert REC_LOSSES.get("bpr")(pos, neg).item() == pytest.approx(recbole.item(), rel=1e-6)
 
 
+def test_bpr_offers_its_margin_form():
+    pos, neg = torch.tensor([0.3, -1.2]), torch.tensor([[0.1, 2.0], [0.4, -3.0]])
+    bpr = REC_LOSSES.get("bpr")
+    assert bpr.margin_fn(pos.unsqueeze(-1) - neg).item() == pytest.approx(bpr(pos, neg).item(), rel=1e-6)
+    assert REC_LOSSES.get("softmax").margin_fn is None  # a full-catalog loss has no negatives
+
+
 def test_sampled_softmax_is_cross_entropy_over_positive_and_negatives():
     pos = torch.tensor([1.0])
     neg = torch.tensor([[0.0, 0.0]])

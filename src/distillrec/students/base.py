@@ -145,9 +145,17 @@ class Recommender(nn.Module):
         rec = REC_LOSSES.get(self.rec_loss)
         if rec.candidates == "full":
             return rec(self.score(batch["user"]), batch["pos"])
+        if rec.margin_fn is not None:
+            return rec.margin_fn(self.pair_margins(batch["user"], batch["pos"], batch["neg"]))
         candidates = torch.cat([batch["pos"].unsqueeze(1), batch["neg"]], dim=1)
         scores = self.pair_scores(batch["user"], candidates)
         return rec(scores[:, 0], scores[:, 1:])
+
+    def pair_margins(self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        """s(user, positive) - s(user, negative): users [B], positives [B], negatives [B, n_neg]
+        -> [B, n_neg]. From `pair_scores` here; a model with a cheaper form overrides it."""
+        scores = self.pair_scores(users, torch.cat([positives.unsqueeze(1), negatives], dim=1))
+        return scores[:, :1] - scores[:, 1:]
 
     def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of candidate items per user: users [B], items [B, C] -> [B, C]."""

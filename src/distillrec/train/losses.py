@@ -5,7 +5,10 @@ Two kinds, told apart by `RecLoss.candidates`:
   "full":    fn(logits [N, n_items], target [N]) -> scalar; scores the whole catalog, so the
              batch needs no negatives.
 A model computes the scores its way (dot products, a transformer's hidden states) and hands
-them to the loss, so pairs and sequence models share one set of losses.
+them to the loss, so pairs and sequence models share one set of losses. A sampled loss that
+reads the scores only through the margins s_pos - s_neg (BPR) also has `margin_fn(margins
+[N, n_neg])`: a model that computes margins more cheaply than two scores (MF: one dot product
+u . (p - n) instead of two) trains through it (`Recommender.pair_margins`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from distillrec.registry import Registry
 class RecLoss:
     candidates: Literal["sampled", "full"]
     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    margin_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __call__(self, scores: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         return self.fn(scores, other)
@@ -31,19 +35,24 @@ class RecLoss:
 REC_LOSSES: Registry[RecLoss] = Registry("recommendation loss")
 
 
-def _register(name: str, candidates: Literal["sampled", "full"]):
+def _register(name: str, candidates: Literal["sampled", "full"], margin_fn=None):
     def decorator(fn):
-        REC_LOSSES.register(name)(RecLoss(candidates, fn))
+        REC_LOSSES.register(name)(RecLoss(candidates, fn, margin_fn))
         return fn
     return decorator
 
 
-@_register("bpr", "sampled")
+def bpr_margin_loss(margins: torch.Tensor) -> torch.Tensor:
+    """BPR from the margins s_pos - s_neg [N, n_neg]: -log sigmoid, averaged over every pair."""
+    return -F.logsigmoid(margins).mean()
+
+
+@_register("bpr", "sampled", margin_fn=bpr_margin_loss)
 def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """BPR: -log sigmoid(s_pos - s_neg), averaged over every (positive, negative) pair.
     With one negative this is RecBole's BPRLoss (logsigmoid instead of log(1e-10 + sigmoid):
     the same value, without the underflow)."""
-    return -F.logsigmoid(pos.unsqueeze(-1) - neg).mean()
+    return bpr_margin_loss(pos.unsqueeze(-1) - neg)
 
 
 @_register("sampled-softmax", "sampled")
