@@ -10,6 +10,11 @@ is tested by the same Evaluator):
   ours-mf-bpr-sparse
                 the same with embedding_updates "sparse" (lazy Adam on the batch's rows only,
                 BENCHMARKS.md "Sparse embedding updates"): dense and sparse side by side;
+  ours-mf-bpr-b4096, ours-mf-bpr-b8192
+                the dense MF-BPR with batch 4096 / 8192 and the learning rate scaled with the
+                batch (2e-3 / 4e-3): the batch is ours to choose (implicit has none: one triple
+                per update), and fewer, larger steps cost less per epoch; their quality shows
+                what the larger batch costs or gains at the same epochs;
   implicit-bpr  implicit.cpu.bpr.BayesianPersonalizedRanking(factors=64, iterations=--epochs,
                 num_threads=--threads, random_state=--seed), its default learning_rate 0.01
                 and regularization 0.01 (its defaults are tuned for its own plain SGD; ours
@@ -91,7 +96,14 @@ from distillrec import artifacts
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "out" / "implicit_peer.json"
 BUILTIN = ("ml-100k", "ml-1m")
-MODELS = ("ours-mf-bpr", "ours-mf-bpr-sparse", "implicit-bpr", "implicit-als")
+# Our MF-BPR sides: model name -> the TrainConfig settings that differ between them.
+OUR_SIDES = {
+    "ours-mf-bpr": {"batch_size": 2048, "lr": 1e-3, "embedding_updates": "dense"},
+    "ours-mf-bpr-sparse": {"batch_size": 2048, "lr": 1e-3, "embedding_updates": "sparse"},
+    "ours-mf-bpr-b4096": {"batch_size": 4096, "lr": 2e-3, "embedding_updates": "dense"},
+    "ours-mf-bpr-b8192": {"batch_size": 8192, "lr": 4e-3, "embedding_updates": "dense"},
+}
+MODELS = (*OUR_SIDES, "implicit-bpr", "implicit-als")
 FACTORS = 64
 K = 10
 
@@ -147,8 +159,8 @@ class QualityTrace:
             self.seconds += time.perf_counter() - started
 
 
-def run_ours(data, split, epochs: int, threads: int, seed: int, trace: QualityTrace,
-             embedding_updates: str = "dense") -> dict[str, Any]:
+def run_ours(data, split, epochs: int, threads: int, seed: int, trace: QualityTrace, *,
+             batch_size: int, lr: float, embedding_updates: str) -> dict[str, Any]:
     from distillrec.evaluation.scoring import model_scorer
     from distillrec.students.base import model_class
     from distillrec.train import TrainConfig, Trainer
@@ -158,7 +170,7 @@ def run_ours(data, split, epochs: int, threads: int, seed: int, trace: QualityTr
     import torch._dynamo  # noqa: F401
 
     model = model_class("mf").build(data, split, seed=seed, dim=FACTORS, rec_loss="bpr")
-    config = TrainConfig(epochs=epochs, batch_size=2048, lr=1e-3, weight_decay=0.0, n_negatives=1,
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0, n_negatives=1,
                          sampler="uniform", eval_every=epochs, patience=epochs, seed=seed, num_threads=threads,
                          embedding_updates=embedding_updates)
     # no run_dir: no checkpoints written; with --trace, test is scored after each epoch's record
@@ -254,9 +266,8 @@ def child(size: str, model: str, epochs: int, threads: int, seed: int, als_itera
     data, split = load_split(size, seed)
     prep_s = time.perf_counter() - started
     trace = QualityTrace(split, trace_enabled)
-    if model.startswith("ours-mf-bpr"):
-        row = run_ours(data, split, epochs, threads, seed, trace,
-                       embedding_updates="sparse" if model.endswith("-sparse") else "dense")
+    if model in OUR_SIDES:
+        row = run_ours(data, split, epochs, threads, seed, trace, **OUR_SIDES[model])
     else:
         row = run_implicit(model.removeprefix("implicit-"), split, epochs, threads, seed, als_iterations, trace)
     if trace.enabled:
@@ -307,7 +318,8 @@ def run_child(size: str, model: str, args: argparse.Namespace, work: Path, round
     return {**json.loads(result.read_text()), **facts, "status": "ok"}
 
 
-OURS = {"ours-mf-bpr": "ours", "ours-mf-bpr-sparse": "ours_sparse"}  # model -> key prefix
+OURS = {"ours-mf-bpr": "ours", "ours-mf-bpr-sparse": "ours_sparse",  # model -> key prefix
+        "ours-mf-bpr-b4096": "ours_b4096", "ours-mf-bpr-b8192": "ours_b8192"}
 
 
 def comparisons(rows: list[dict]) -> list[dict]:
