@@ -19,8 +19,8 @@ from distillrec.evaluation.scoring import make_evaluator
 from distillrec.scenarios import SCENARIOS, ScenarioContext
 from distillrec.scenarios.common import subsample_train
 from distillrec.scenarios.cross_domain import (POP_WEIGHTS, CrossDomainParams, check_disjoint_users, cross_domain,
-                                               match_titles, normalise_title, transferred_item_table,
-                                               with_popularity)
+                                               match_titles, normalise_title, source_cooccurrence,
+                                               transferred_item_table, with_popularity)
 from distillrec.students.mf import MatrixFactorization
 
 GENRES = ["Action", "Comedy", "Drama", "Romance"]
@@ -96,6 +96,35 @@ def test_item_table_transfer_copies_matched_items_and_maps_the_rest_from_text():
     assert torch.allclose(shrunk[unmatched], source_items.mean(0).expand(3, 3), atol=0.05)  # all penalty: the mean
     with pytest.raises(DataError, match="one vector and one text per item"):
         transferred_item_table(source_items[:10], source_text, target_text, matches)
+
+
+def test_source_cooccurrences_count_source_users_on_matched_target_items():
+    # source items 0..3; target item 0 is source 2, target 2 is source 0, target 1 has no match
+    matches = np.array([2, -1, 0])
+    interactions = pd.DataFrame({"user": [0, 0, 0, 1, 1, 1, 2], "item": [0, 2, 3, 2, 0, 2, 1]})
+    counts = source_cooccurrence(interactions, matches, n_source_users=3, n_source_items=4)
+    # users 0 and 1 each saw source 0 and 2 (target 2 and 0); user 1's repeat counts once;
+    # source items 1 and 3 have no target item
+    assert counts.tolist() == [[2, 0, 2], [0, 0, 0], [2, 0, 2]]
+
+
+def test_joint_ease_adds_the_source_cooccurrences_to_the_gram_matrix(domains):
+    from distillrec.teachers.ease import EASETeacher, _interaction_matrix, ease_weights
+
+    _, target = domains
+    split = random_split(target, seed=0)
+    rng = np.random.default_rng(0)
+    extra = rng.integers(0, 3, (split.n_items, split.n_items)).astype(float)
+    extra = extra + extra.T
+    options = {"l2": 5.0, "text_weight": 0.0, "rank": 4, "encoder": None, "template": "{title}", "cache_dir": None}
+    joint = EASETeacher.solve(target, split, cooccurrence=extra, **options)
+    x = _interaction_matrix(split.history("valid"), split.n_users, split.n_items)
+    assert np.allclose(joint.weights.numpy(), ease_weights(x.T @ x + extra, 5.0), atol=1e-6)
+    alone = EASETeacher.solve(target, split, cooccurrence=None, **options)
+    assert np.allclose(alone.weights.numpy(), EASETeacher.build(target, split, l2=5.0, rank=4,
+                                                                template="{title}").weights.numpy())
+    with pytest.raises(DistillrecError, match="co-occurrence matrix"):
+        EASETeacher.solve(target, split, cooccurrence=extra[:3, :3], **options)
 
 
 def test_thinning_keeps_valid_test_and_every_user(domains):
@@ -221,6 +250,30 @@ def test_each_architectures_arms_get_the_same_tuning_budget_chosen_on_validation
     budgets = {row["model"]: row["tuning trials"] for row in result.table}
     trials = {"mf": 3, "transfer (MF ids)": 3, "two-tower (target)": 2, "transfer (init)": 2, "transfer (init+kd)": 2}
     assert budgets == {"pop": 0, **trials, **{f"{m} + pop": n for m, n in trials.items()}}  # a blend trains nothing
+
+
+def test_the_ease_arms_alone_with_the_same_budget(domains, tmp_path):
+    source, target = domains
+    raw = {"fractions": [0.5], "arms": ["ease (target)", "transfer (joint EASE)"],
+           "ease": {"params": {"l2": 10.0, "text_weight": 1.0}},
+           "ease_tune": {"trials": 3, "pruner": "none", "space": {"params.l2": {"low": 1.0, "high": 100.0, "log": True}}}}
+    config = parse_config({"teacher": None, "students": [], "baselines": [],
+                           "scenario": {"name": "cross-domain", "seeds": [0, 1], "params": raw}})
+    context = ScenarioContext(config, target, random_split(target, seed=0), None, tmp_path, progress=False)
+    result = cross_domain(context, source, CrossDomainParams(**raw))
+    rows = {row["model"]: row for row in result.table}
+    assert set(rows) == {"pop", "ease (target)", "transfer (joint EASE)", "ease (target) + pop",
+                         "transfer (joint EASE) + pop"}
+    assert not (tmp_path / "source").exists() and not (tmp_path / "source-mf").exists()  # no arm needs them
+    joint = rows["transfer (joint EASE)"]
+    own = {m: rows[m]["ndcg@10"] for m in ("pop", "ease (target)", "ease (target) + pop")}
+    assert joint["best target-only"] == max(own, key=own.get) and joint["lift"] is None  # no two-tower ran
+    assert rows["ease (target)"]["tuning trials"] == joint["tuning trials"] == 3
+    runs = {r["model"]: r["runs"] for r in result.details["per_seed"]}
+    assert all(1.0 <= run["tuned"]["selected"]["params.l2"] <= 100.0 for run in runs["transfer (joint EASE)"])
+    paired = {(p["model"], p["vs"]) for p in result.details["paired"]}
+    assert paired == {("transfer (joint EASE)", "ease (target)"), ("transfer (joint EASE) + pop", "ease (target) + pop")}
+    assert "source test" not in result.notes
 
 
 def test_a_bad_tuning_space_is_refused_before_any_work(domains, tmp_path):

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,12 @@ BASELINE = "two-tower (target)"
 WITH_POP = " + pop"
 #: popularity's weights tried in a blend, z-scores on both sides (0: the arm alone, 1: popularity).
 POP_WEIGHTS = tuple(round(0.1 * step, 1) for step in range(11))
-TARGET_ONLY = ("pop", "mf", BASELINE, "mf" + WITH_POP, BASELINE + WITH_POP)
+TARGET_EASE, JOINT_EASE = "ease (target)", "transfer (joint EASE)"
+TARGET_ONLY = ("pop", "mf", BASELINE, TARGET_EASE, "mf" + WITH_POP, BASELINE + WITH_POP, TARGET_EASE + WITH_POP)
+#: the trained arms a run may ask for, in table order; the EASE pair is opt-in (`arms`).
+ArmName = Literal["mf", "transfer (MF ids)", "two-tower (target)", "transfer (init)", "transfer (init+kd)",
+                  "ease (target)", "transfer (joint EASE)"]
+DEFAULT_ARMS = ("mf", "transfer (MF ids)", BASELINE, "transfer (init)", "transfer (init+kd)")
 _ARTICLES = re.compile(r"^(.*), (the|a|an|les|la|le|il|el|die|das|der)$")
 
 
@@ -101,6 +107,13 @@ class CrossDomainParams(StrictParams):
     two_tower_tune: TuneParams | None = None
     #: L2 penalty of the ridge map from text vectors to source MF item embeddings (unmatched items).
     text_map_ridge: float = Field(1.0, gt=0)
+    #: which trained arms run (pop always does). "ease (target)" is EASE (+ text) on the thinned
+    #: target; "transfer (joint EASE)" the same EASE whose Gram matrix also counts the source's
+    #: users on the title-matched items: a teacher fitted on source and target together.
+    arms: list[ArmName] = Field(default_factory=lambda: list(DEFAULT_ARMS), min_length=1)
+    #: both EASE arms' settings (the model "ease": l2, text_weight) and their shared tuning budget.
+    ease: TrainParams = Field(default_factory=lambda: TrainParams(params={"l2": 500.0, "text_weight": 0.0}))
+    ease_tune: TuneParams | None = None
 
 
 @SCENARIOS.register("cross-domain")
@@ -113,7 +126,7 @@ def run(context: ScenarioContext) -> ScenarioResult:
         make_train_config(options, 0)  # bad training options fail before any work
     from distillrec.tuning import search_space
 
-    for key, model in (("mf_tune", "mf"), ("two_tower_tune", "two-tower")):
+    for key, model in (("mf_tune", "mf"), ("two_tower_tune", "two-tower"), ("ease_tune", "ease")):
         if (tune := getattr(params, key)) is not None:  # a bad space fails before any work
             search_space(model, None, tune.space, where=f"scenario.params.{key}.space")
     return cross_domain(context, load_dataset(params.source), params)
@@ -128,13 +141,18 @@ def cross_domain(context: ScenarioContext, source, params: CrossDomainParams) ->
     source_text = encode_texts(item_texts(source.items, params.template), params.template, params.encoder)
     target_text = encode_texts(item_texts(target.items, params.template), params.template, params.encoder)
     on_source = source_split(source, params)
-    source_model, source_entry = fit_source(source, on_source, source_text, params, context.out / "source",
-                                            context.progress)
-    teacher_items = source_item_vectors(source_model, target_text, matches)
-    source_mf, source_mf_entry = fit_source_mf(source, on_source, params, context.out / "source-mf",
-                                               context.progress)
-    mf_items = transferred_item_table(source_mf.item_embedding.weight.detach(), source_text, target_text,
-                                      matches, params.text_map_ridge)
+    sources = SourceKnowledge()
+    if {"transfer (init)", "transfer (init+kd)"} & set(params.arms):
+        sources.model, sources.entry = fit_source(source, on_source, source_text, params,
+                                                  context.out / "source", context.progress)
+        sources.item_vectors = source_item_vectors(sources.model, target_text, matches)
+    if "transfer (MF ids)" in params.arms:
+        source_mf, sources.mf_entry = fit_source_mf(source, on_source, params, context.out / "source-mf",
+                                                    context.progress)
+        sources.mf_items = transferred_item_table(source_mf.item_embedding.weight.detach(), source_text,
+                                                  target_text, matches, params.text_map_ridge)
+    if JOINT_EASE in params.arms:
+        sources.cooccurrence = source_cooccurrence(source.interactions, matches, source.n_users, source.n_items)
     source_seconds = time.perf_counter() - started
 
     per_seed: dict[tuple[float, str], list[dict]] = {}
@@ -142,30 +160,46 @@ def cross_domain(context: ScenarioContext, source, params: CrossDomainParams) ->
         for seed in context.seeds:
             thin = subsample_train(split, fraction, seed)
             where = _seed_dir(context.out, fraction, seed)
-            for name, result in _target_models(target, thin, target_text, source_model, teacher_items,
-                                               mf_items, params, seed, where, context.progress).items():
+            for name, result in _target_models(target, thin, target_text, sources, params, seed, where,
+                                               context.progress).items():
                 per_seed.setdefault((fraction, name), []).append(result)
     table = _table(per_seed, params.fractions)
-    paired = _paired(context.out, params.fractions, context.seeds)
+    paired = _paired(context.out, params.fractions, context.seeds, {name for _, name in per_seed})
     n_matched = int((matches >= 0).sum())
     notes = (f"Source {params.source} ({source.n_users:,} users, {source.n_items:,} items) -> target "
              f"{context.config.data.dataset} ({target.n_users:,} users, {target.n_items:,} items); users disjoint; "
              f"{n_matched:,} of {target.n_items:,} target items match a source title+year. Target train part "
              f"thinned per user (valid/test unchanged); test {METRIC}, mean and std over seeds {context.seeds}; "
              f"lift vs {BASELINE} and vs the best target-only model. Dropped train interactions are neither "
-             f"masked nor ground truth, so every model (pop too) scores lower when thinned. The source model is fitted once (seed 0) and reused for every seed "
-             f"and sparsity (source test {METRIC}: two-tower {source_entry['test'][METRIC]:.4f}, "
-             f"MF {source_mf_entry['test'][METRIC]:.4f}).")
+             f"masked nor ground truth, so every model (pop too) scores lower when thinned. The source models are "
+             f"fitted once (seed 0) and reused for every seed and sparsity" + "".join(
+                 f"; source test {METRIC}, {name}: {entry['test'][METRIC]:.4f}"
+                 for name, entry in (("two-tower", sources.entry), ("MF", sources.mf_entry)) if entry) + ".")
     details = {"matched_titles": n_matched, "target_items": target.n_items, "source_items": source.n_items,
-               "source": {"dataset": params.source, "test": source_entry["test"],
-                          "train_seconds": source_entry.get("train_seconds"),
-                          "best_epoch": source_entry.get("best_epoch"),
-                          "mf": {"test": source_mf_entry["test"], "best_epoch": source_mf_entry.get("best_epoch"),
-                                 "train_seconds": source_mf_entry.get("train_seconds")}},
+               "source": {"dataset": params.source, **_source_facts(sources.entry),
+                          "mf": _source_facts(sources.mf_entry)},
                "source_seconds": source_seconds,
                "per_seed": [{"train_fraction": f, "model": m, "runs": r} for (f, m), r in per_seed.items()],
                "paired": paired}
     return ScenarioResult(table=table, notes=notes, details=details)
+
+
+@dataclass
+class SourceKnowledge:
+    """What the source domain hands the target arms; each part only when an arm asks for it."""
+
+    model: Any = None                         # the source two-tower (transfer (init), (init+kd))
+    entry: dict | None = None                 # its metrics entry
+    item_vectors: torch.Tensor | None = None  # target items through its item tower
+    mf_entry: dict | None = None              # the source MF's metrics entry
+    mf_items: torch.Tensor | None = None      # the target item table from the source MF (MF ids)
+    cooccurrence: np.ndarray | None = None    # source users' co-occurrences on target items (joint EASE)
+
+
+def _source_facts(entry: dict | None) -> dict:
+    if entry is None:
+        return {}
+    return {"test": entry["test"], "train_seconds": entry.get("train_seconds"), "best_epoch": entry.get("best_epoch")}
 
 
 # --- alignment --------------------------------------------------------------------------
@@ -250,6 +284,25 @@ def _fit_on_source(source, split, params: CrossDomainParams, name: str, kind: st
     return model.eval(), metrics["models"][name]
 
 
+def source_cooccurrence(interactions: pd.DataFrame, matches: np.ndarray, n_source_users: int,
+                        n_source_items: int) -> np.ndarray:
+    """[n_target_items, n_target_items]: how many source users interacted with both items,
+    counting only source items whose title matched a target item (`matches`); the joint EASE
+    adds it to the target's Gram matrix, as if the source's users were target users."""
+    import scipy.sparse
+
+    to_target = np.full(n_source_items, -1, dtype=np.int64)
+    matched = np.flatnonzero(matches >= 0)
+    to_target[matches[matched]] = matched
+    items = to_target[interactions["item"].to_numpy(np.int64)]
+    keep = items >= 0
+    users = interactions["user"].to_numpy(np.int64)[keep]
+    x = scipy.sparse.csr_matrix((np.ones(int(keep.sum())), (users, items[keep])),
+                                shape=(n_source_users, len(matches)))
+    x.data[:] = 1.0  # a repeated (user, item) pair counts once, as in the target's matrix
+    return (x.T @ x).toarray()
+
+
 @torch.no_grad()
 def transferred_item_table(source_items: torch.Tensor, source_text: torch.Tensor, target_text: torch.Tensor,
                            matches: np.ndarray, ridge: float = 1.0) -> torch.Tensor:
@@ -311,8 +364,8 @@ class SourceItemDistillation(nn.Module):
                                           kind="cosine")
 
 
-def _target_models(target, split, target_text, source_model, teacher_items, mf_items: torch.Tensor,
-                   params: CrossDomainParams, seed: int, out: Path, progress: bool) -> dict[str, dict]:
+def _target_models(target, split, target_text, sources: SourceKnowledge, params: CrossDomainParams,
+                   seed: int, out: Path, progress: bool) -> dict[str, dict]:
     from distillrec import experiment
     from distillrec.console import console
     from distillrec.evaluation.baselines import PopularityScorer
@@ -320,6 +373,7 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
     from distillrec.params import make_train_config
     from distillrec.students.mf import MatrixFactorization
     from distillrec.students.two_tower import TwoTower
+    from distillrec.teachers.ease import EASETeacher
     from distillrec.tuning import apply, search_space, tune_model
 
     def fit(name: str, model_cls, model, model_params: dict, train: dict, extra_loss=None) -> dict:
@@ -371,24 +425,39 @@ def _target_models(target, split, target_text, source_model, teacher_items, mf_i
             model = TwoTower.build(target, split, content=target_text, seed=seed,
                                    **{**model_params, "item_columns": ()})
             if pretrained:  # the item tower's text path and MLP come from the source; target IDs start fresh
-                model.item_tower.content.load_state_dict(source_model.item_tower.content.state_dict())
-                model.item_tower.mlp.load_state_dict(source_model.item_tower.mlp.state_dict())
+                model.item_tower.content.load_state_dict(sources.model.item_tower.content.state_dict())
+                model.item_tower.mlp.load_state_dict(sources.model.item_tower.mlp.state_dict())
             return model
+        return build
+
+    def ease(cooccurrence: np.ndarray | None):
+        def build(model_params: dict) -> EASETeacher:
+            options = {"l2": 500.0, "text_weight": 0.0, "rank": 64, "encoder": None,
+                       "template": DEFAULT_ITEM_TEMPLATE, "cache_dir": None, **model_params}
+            return EASETeacher.solve(target, split, cooccurrence=cooccurrence, **options)
         return build
 
     def distill_towards_source(model) -> SourceItemDistillation:
         # the item tower's output width, read off its last layer rather than by encoding every item
-        return SourceItemDistillation(teacher_items, model.item_tower.mlp[-1].out_features, params.kd_weight, seed)
+        return SourceItemDistillation(sources.item_vectors, model.item_tower.mlp[-1].out_features,
+                                      params.kd_weight, seed)
 
     pop = evaluate_scorer(baseline_scorer("pop", split, seed), split, target)
     results = {"pop": {"seed": seed, "test": {k: pop["test"][k] for k in (METRIC, "recall@10")},
                        "valid": {METRIC: pop["valid"][METRIC]}}}
-    results["mf"] = arm("mf", "mf", mf(None), params.mf, params.mf_tune)
-    results["transfer (MF ids)"] = arm("transfer (MF ids)", "mf", mf(mf_items), params.mf, params.mf_tune)
-    for name, pretrained, kd in ((BASELINE, False, False), ("transfer (init)", True, False),
-                                 ("transfer (init+kd)", True, True)):
-        results[name] = arm(name, "two-tower", two_tower(pretrained), params.two_tower, params.two_tower_tune,
-                            distill_towards_source if kd else None)
+    arms = {  # name -> (model, build, settings, tuning, extra loss): every arm of a model gets one budget
+        "mf": ("mf", lambda: mf(None), params.mf, params.mf_tune, None),
+        "transfer (MF ids)": ("mf", lambda: mf(sources.mf_items), params.mf, params.mf_tune, None),
+        BASELINE: ("two-tower", lambda: two_tower(False), params.two_tower, params.two_tower_tune, None),
+        "transfer (init)": ("two-tower", lambda: two_tower(True), params.two_tower, params.two_tower_tune, None),
+        "transfer (init+kd)": ("two-tower", lambda: two_tower(True), params.two_tower, params.two_tower_tune,
+                               distill_towards_source),
+        TARGET_EASE: ("ease", lambda: ease(None), params.ease, params.ease_tune, None),
+        JOINT_EASE: ("ease", lambda: ease(sources.cooccurrence), params.ease, params.ease_tune, None),
+    }
+    for name in params.arms:
+        model_name, build, settings, tune, extra_loss = arms[name]
+        results[name] = arm(name, model_name, build(), settings, tune, extra_loss)
     evaluator, popularity = make_evaluator(split, target), PopularityScorer(split)  # shared by the blends
     for name, model in trained.items():  # the blend adds no training: the arm's budget is its budget
         blend = with_popularity(model, split, evaluator, popularity, out / _slug(name + WITH_POP))
@@ -418,7 +487,7 @@ def with_popularity(model, split, evaluator, popularity, run_dir: Path) -> dict:
 #: architecture trained on the target alone.
 PAIRS = tuple((base + suffix, other + suffix) for suffix in ("", WITH_POP)
               for base, other in ((BASELINE, "transfer (init)"), (BASELINE, "transfer (init+kd)"),
-                                  ("mf", "transfer (MF ids)")))
+                                  ("mf", "transfer (MF ids)"), (TARGET_EASE, JOINT_EASE)))
 
 
 def _seed_dir(out: Path, fraction: float, seed: int) -> Path:
@@ -430,7 +499,7 @@ def _run_dir(out: Path, fraction: float, seed: int, name: str) -> Path:
     return _seed_dir(out, fraction, seed) / _slug(name)
 
 
-def _paired(out: Path, fractions: list[float], seeds: list[int]) -> list[dict]:
+def _paired(out: Path, fractions: list[float], seeds: list[int], ran: set[str]) -> list[dict]:
     """PAIRS at every fraction: per seed, paired over the test users (Wilcoxon, from each
     run's per_user.parquet), then the seeds' means paired (t): in `per_split`, as the
     resampled scenarios report them."""
@@ -439,7 +508,7 @@ def _paired(out: Path, fractions: list[float], seeds: list[int]) -> list[dict]:
 
     rows = []
     for fraction in fractions:
-        for base, other in PAIRS:
+        for base, other in (pair for pair in PAIRS if set(pair) <= ran):
             cells = [paired_users(read_per_user(_run_dir(out, fraction, seed, base)),
                                   read_per_user(_run_dir(out, fraction, seed, other))) for seed in seeds]
             rows.append({"model": other, "vs": base, "metric": f"test {METRIC} at {fraction:g} of the target",
@@ -474,7 +543,7 @@ def _table(per_seed: dict[tuple[float, str], list[dict]], fractions: list[float]
             transferred = name not in TARGET_ONLY
             rows.append({"train fraction": fraction, "model": name, METRIC: mean, f"{METRIC} std": std,
                          "recall@10": recall, "recall@10 std": recall_std,
-                         "lift": _lift(mean, means[BASELINE]),
+                         "lift": _lift(mean, means[BASELINE]) if BASELINE in means else None,
                          "lift vs best target-only": _lift(mean, means[best_own]) if transferred else None,
                          "best target-only": best_own if transferred else None,
                          "p vs best target-only": paired_splits(best_values, values)["t_p"] if transferred else None,

@@ -78,14 +78,29 @@ class EASETeacher(Recommender):
         """Solve EASE on `split.train` (+ revealed), with `text_weight` × the items' text
         similarities added to the Gram matrix. `seed` is accepted for the shared build
         signature; the closed form draws nothing."""
+        return cls.solve(dataset, split, cooccurrence=None, l2=l2, text_weight=text_weight, rank=rank,
+                         encoder=encoder, template=template, cache_dir=cache_dir)
+
+    @classmethod
+    def solve(cls, dataset: Dataset, split: Split, *, cooccurrence: np.ndarray | None, l2: float,
+              text_weight: float, rank: int, encoder: str | None, template: str,
+              cache_dir: str | os.PathLike | None) -> "EASETeacher":
+        """`build` with `cooccurrence` ([n_items, n_items] counts of users who interacted with
+        both items, gathered elsewhere: the cross-domain source's users on the same titles)
+        added to the Gram matrix, as if those users were more rows of the training matrix."""
         if text_weight < 0:
             raise DistillrecError(f"ease: text_weight must be >= 0, got {text_weight}")
+        if cooccurrence is not None and cooccurrence.shape != (split.n_items, split.n_items):
+            raise DistillrecError(f"ease: co-occurrence matrix {cooccurrence.shape} for {split.n_items} items; "
+                                  "expected one row and column per item")
         texts = TextTemplate(template).render(dataset.items, "item")
         text_encoder = TextEncoder(encoder)
         embeddings, info = encode_cached(text_encoder, texts, cache_dir, template=template, progress=False)
         seen = split.history("valid")  # what training may use: train (+ revealed cold-user items)
         x = _interaction_matrix(seen, split.n_users, split.n_items)
         gram = x.T @ x
+        if cooccurrence is not None:
+            gram += cooccurrence
         if text_weight > 0:
             unit = torch.nn.functional.normalize(embeddings.double(), dim=1).numpy()
             gram += text_weight * (unit @ unit.T)
