@@ -303,3 +303,17 @@ def test_the_table_tests_each_transfer_against_the_strongest_target_only_model_o
     assert row["lift vs best target-only"] == pytest.approx((0.33 + 0.36 + 0.32) / (0.30 + 0.32 + 0.31) - 1)
     assert row["p vs best target-only"] == pytest.approx(ttest_rel([0.33, 0.36, 0.32], [0.30, 0.32, 0.31]).pvalue)
     assert rows["pop"]["p vs best target-only"] is None
+
+
+def test_the_joint_ease_tunes_how_much_a_source_user_counts(domains, tmp_path):
+    source, target = domains
+    raw = {"fractions": [1.0], "arms": ["transfer (joint EASE)"], "ease": {"params": {"l2": 10.0}},
+           "ease_tune": {"trials": 2, "pruner": "none"}}
+    config = parse_config({"teacher": None, "students": [], "baselines": [],
+                           "scenario": {"name": "cross-domain", "seeds": [0], "params": raw}})
+    context = ScenarioContext(config, target, random_split(target, seed=0), None, tmp_path, progress=False)
+    result = cross_domain(context, source, CrossDomainParams(**raw))
+    run = {r["model"]: r["runs"][0] for r in result.details["per_seed"]}["transfer (joint EASE)"]
+    assert 0.001 <= run["tuned"]["selected"]["params.source_weight"] <= 1.0
+    saved = json.loads((tmp_path / "train-1" / "seed-0" / "transfer--joint-EASE" / "metrics.json").read_text())
+    assert saved["models"]["transfer (joint EASE)"]["valid"]["ndcg@10"] == pytest.approx(run["tuned"]["valid"])

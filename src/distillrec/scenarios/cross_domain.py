@@ -65,6 +65,9 @@ TARGET_ONLY = ("pop", "mf", BASELINE, TARGET_EASE, "mf" + WITH_POP, BASELINE + W
 ArmName = Literal["mf", "transfer (MF ids)", "two-tower (target)", "transfer (init)", "transfer (init+kd)",
                   "ease (target)", "transfer (joint EASE)"]
 DEFAULT_ARMS = ("mf", "transfer (MF ids)", BASELINE, "transfer (init)", "transfer (init+kd)")
+#: the joint EASE's one setting beyond EASE's own, searched beside them within the same trials:
+#: how much a source user counts against a target user (0 would be the target-only EASE).
+SOURCE_WEIGHT_SPACE = {"params.source_weight": {"low": 0.001, "high": 1.0, "log": True}}
 _ARTICLES = re.compile(r"^(.*), (the|a|an|les|la|le|il|el|die|das|der)$")
 
 
@@ -370,7 +373,7 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
     from distillrec.console import console
     from distillrec.evaluation.baselines import PopularityScorer
     from distillrec.evaluation.scoring import baseline_scorer, evaluate_scorer, make_evaluator
-    from distillrec.params import make_train_config
+    from distillrec.params import check_model_params, make_train_config
     from distillrec.students.mf import MatrixFactorization
     from distillrec.students.two_tower import TwoTower
     from distillrec.teachers.ease import EASETeacher
@@ -396,13 +399,16 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
 
     trained = {}
 
-    def arm(name: str, model_name: str, build, base: TrainParams, tune: TuneParams | None, extra_loss=None) -> dict:
+    def arm(name: str, model_name: str, build, base: TrainParams, tune: TuneParams | None, extra_loss=None,
+            extra_space: dict | None = None) -> dict:
         """One trained model: build(params) -> model, tuned first when `tune` is set (every arm of
-        an architecture gets the same budget and space), then fitted with the selected settings."""
+        an architecture gets the same budget and space, plus `extra_space` for settings of its
+        own), then fitted with the selected settings."""
         model_params, train, tuning = dict(base.params), dict(base.train), None
         if tune is not None:
+            space = search_space(model_name, None, tune.space, extra_space)
             tuning = tune_model(out / f"{_slug(name)}-tune", model_name, target, split, params=model_params,
-                                train=train, trials=tune.trials, space=search_space(model_name, None, tune.space),
+                                train=train, trials=tune.trials, space=space,
                                 seed=seed, pruner=tune.pruner, build=build, extra_loss=extra_loss, say=say(name))
             model_params, train, _ = apply(tuning["selected"], model_params, train)
         model = build(model_params)
@@ -414,6 +420,7 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
 
     def mf(start_items: torch.Tensor | None):
         def build(model_params: dict) -> MatrixFactorization:
+            model_params = check_model_params("mf", model_params, "tuned params")
             model = MatrixFactorization.build(target, split, seed=seed, **model_params)
             if start_items is not None:  # the users start fresh: they are disjoint
                 model.item_embedding.weight.data.copy_(start_items)
@@ -422,6 +429,7 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
 
     def two_tower(pretrained: bool):
         def build(model_params: dict) -> TwoTower:
+            model_params = check_model_params("two-tower", model_params, "tuned params")
             model = TwoTower.build(target, split, content=target_text, seed=seed,
                                    **{**model_params, "item_columns": ()})
             if pretrained:  # the item tower's text path and MLP come from the source; target IDs start fresh
@@ -432,9 +440,13 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
 
     def ease(cooccurrence: np.ndarray | None):
         def build(model_params: dict) -> EASETeacher:
-            options = {"l2": 500.0, "text_weight": 0.0, "rank": 64, "encoder": None,
-                       "template": DEFAULT_ITEM_TEMPLATE, "cache_dir": None, **model_params}
-            return EASETeacher.solve(target, split, cooccurrence=cooccurrence, **options)
+            own = {key: value for key, value in model_params.items() if key != "source_weight"}
+            options = {"l2": 500.0, "text_weight": 0.0, "rank": 64, "encoder": None, "template": DEFAULT_ITEM_TEMPLATE,
+                       "cache_dir": None, **check_model_params("ease", own, "tuned params")}
+            if cooccurrence is None:
+                return EASETeacher.solve(target, split, cooccurrence=None, **options)
+            weight = float(model_params.get("source_weight", 1.0))
+            return EASETeacher.solve(target, split, cooccurrence=weight * cooccurrence, **options)
         return build
 
     def distill_towards_source(model) -> SourceItemDistillation:
@@ -445,7 +457,7 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
     pop = evaluate_scorer(baseline_scorer("pop", split, seed), split, target)
     results = {"pop": {"seed": seed, "test": {k: pop["test"][k] for k in (METRIC, "recall@10")},
                        "valid": {METRIC: pop["valid"][METRIC]}}}
-    arms = {  # name -> (model, build, settings, tuning, extra loss): every arm of a model gets one budget
+    arms = {  # name -> (model, build, settings, tuning, extra loss[, extra space]): one budget per model
         "mf": ("mf", lambda: mf(None), params.mf, params.mf_tune, None),
         "transfer (MF ids)": ("mf", lambda: mf(sources.mf_items), params.mf, params.mf_tune, None),
         BASELINE: ("two-tower", lambda: two_tower(False), params.two_tower, params.two_tower_tune, None),
@@ -453,11 +465,12 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
         "transfer (init+kd)": ("two-tower", lambda: two_tower(True), params.two_tower, params.two_tower_tune,
                                distill_towards_source),
         TARGET_EASE: ("ease", lambda: ease(None), params.ease, params.ease_tune, None),
-        JOINT_EASE: ("ease", lambda: ease(sources.cooccurrence), params.ease, params.ease_tune, None),
+        JOINT_EASE: ("ease", lambda: ease(sources.cooccurrence), params.ease, params.ease_tune, None,
+                     SOURCE_WEIGHT_SPACE),
     }
     for name in params.arms:
-        model_name, build, settings, tune, extra_loss = arms[name]
-        results[name] = arm(name, model_name, build(), settings, tune, extra_loss)
+        model_name, build, settings, tune, extra_loss, *extra_space = arms[name]
+        results[name] = arm(name, model_name, build(), settings, tune, extra_loss, *extra_space)
     evaluator, popularity = make_evaluator(split, target), PopularityScorer(split)  # shared by the blends
     for name, model in trained.items():  # the blend adds no training: the arm's budget is its budget
         blend = with_popularity(model, split, evaluator, popularity, out / _slug(name + WITH_POP))

@@ -41,7 +41,8 @@ def validation_objective(model: str, dataset, split, *, params: Mapping[str, Any
     """A trial: the settings written over (params, train, kd), one fit with early stopping on
     validation, its best validation metric returned. Each validation is reported for pruning.
     build(trial_params) -> model: how a trial's model is made when it is not the plain
-    `cls.build` (e.g. an MF whose item table starts from a source domain's, cross-domain);
+    `cls.build` (e.g. an MF whose item table starts from a source domain's, cross-domain); it
+    gets the trial's params unchecked and checks them itself;
     extra_loss(model) -> the trial's extra loss term when it is not a `kd` spec."""
     from distillrec.distill.objective import DistillObjective, normalise_spec
     from distillrec.params import make_train_config
@@ -53,7 +54,8 @@ def validation_objective(model: str, dataset, split, *, params: Mapping[str, Any
 
     def objective(trial: TrialContext) -> float:
         trial_params, trial_train, trial_kd = apply(trial.assignment, params, train, kd)
-        trial_params = check_model_params(model, trial_params, "tuned params")
+        if build is None:  # a custom build checks its own params: it may take more than the model's
+            trial_params = check_model_params(model, trial_params, "tuned params")
         train_config = make_train_config(trial_train, seed)
         fitted = build(trial_params) if build else cls.build(dataset, split, seed=seed, **trial_params)
         if init:
