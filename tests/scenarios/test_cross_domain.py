@@ -317,3 +317,29 @@ def test_the_joint_ease_tunes_how_much_a_source_user_counts(domains, tmp_path):
     assert 0.001 <= run["tuned"]["selected"]["params.source_weight"] <= 1.0
     saved = json.loads((tmp_path / "train-1" / "seed-0" / "transfer--joint-EASE" / "metrics.json").read_text())
     assert saved["models"]["transfer (joint EASE)"]["valid"]["ndcg@10"] == pytest.approx(run["tuned"]["valid"])
+
+
+def test_the_target_mf_distilled_from_the_joint_ease_is_tuned_like_the_mf(domains, tmp_path):
+    source, target = domains
+    fast = {"epochs": 2, "batch_size": 32, "patience": 1, "num_threads": 1, "eval_ks": [10]}
+    raw = {"fractions": [0.5], "arms": ["mf", "transfer (joint EASE)", "transfer (MF from joint EASE)"],
+           "mf": {"params": {"dim": 8}, "train": fast}, "ease": {"params": {"l2": 10.0}},
+           "mf_tune": {"trials": 2, "pruner": "none", "space": {"params.rec_loss": {"choices": ["bpr"]}}},
+           "joint_kd": {"ranking": {"weight": 0.5, "k": 5}}}
+    config = parse_config({"teacher": None, "students": [], "baselines": [],
+                           "scenario": {"name": "cross-domain", "seeds": [0], "params": raw}})
+    context = ScenarioContext(config, target, random_split(target, seed=0), None, tmp_path, progress=False)
+    result = cross_domain(context, source, CrossDomainParams(**raw))
+    runs = {r["model"]: r["runs"][0] for r in result.details["per_seed"]}
+    student = runs["transfer (MF from joint EASE)"]["tuned"]
+    assert student["trials"] == runs["mf"]["tuned"]["trials"] == 2
+    assert "kd.ranking.weight" in student["selected"]  # the term's weight is searched with the MF's settings
+    saved = json.loads((tmp_path / "train-0.5" / "seed-0" / "transfer--MF-from-joint-EASE" / "metrics.json").read_text())
+    assert saved["models"]["transfer (MF from joint EASE)"]["valid"]["ndcg@10"] == pytest.approx(student["valid"])
+    paired = {(p["model"], p["vs"]) for p in result.details["paired"]}
+    assert ("transfer (MF from joint EASE)", "mf") in paired
+
+
+def test_the_distilled_arm_needs_its_teacher_first():
+    with pytest.raises(Exception, match="must come before it"):
+        CrossDomainParams(arms=["transfer (MF from joint EASE)", "transfer (joint EASE)"])

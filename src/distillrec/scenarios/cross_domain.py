@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from distillrec.config import PrunerName
@@ -59,11 +59,11 @@ BASELINE = "two-tower (target)"
 WITH_POP = " + pop"
 #: popularity's weights tried in a blend, z-scores on both sides (0: the arm alone, 1: popularity).
 POP_WEIGHTS = tuple(round(0.1 * step, 1) for step in range(11))
-TARGET_EASE, JOINT_EASE = "ease (target)", "transfer (joint EASE)"
+TARGET_EASE, JOINT_EASE, JOINT_STUDENT = "ease (target)", "transfer (joint EASE)", "transfer (MF from joint EASE)"
 TARGET_ONLY = ("pop", "mf", BASELINE, TARGET_EASE, "mf" + WITH_POP, BASELINE + WITH_POP, TARGET_EASE + WITH_POP)
 #: the trained arms a run may ask for, in table order; the EASE pair is opt-in (`arms`).
 ArmName = Literal["mf", "transfer (MF ids)", "two-tower (target)", "transfer (init)", "transfer (init+kd)",
-                  "ease (target)", "transfer (joint EASE)"]
+                  "ease (target)", "transfer (joint EASE)", "transfer (MF from joint EASE)"]
 DEFAULT_ARMS = ("mf", "transfer (MF ids)", BASELINE, "transfer (init)", "transfer (init+kd)")
 #: the joint EASE's one setting beyond EASE's own, searched beside them within the same trials:
 #: how much a source user counts against a target user (0 would be the target-only EASE).
@@ -117,6 +117,16 @@ class CrossDomainParams(StrictParams):
     #: both EASE arms' settings (the model "ease": l2, text_weight) and their shared tuning budget.
     ease: TrainParams = Field(default_factory=lambda: TrainParams(params={"l2": 500.0, "text_weight": 0.0}))
     ease_tune: TuneParams | None = None
+    #: "transfer (MF from joint EASE)": the target MF (params.mf, tuned with mf_tune) distilled
+    #: from the joint EASE's knowledge with this spec; the spec's terms are tuned with the MF's.
+    joint_kd: dict[str, Any] = Field(default_factory=lambda: {"ranking": 0.5})
+
+    @model_validator(mode="after")
+    def _student_needs_its_teacher(self) -> "CrossDomainParams":
+        if JOINT_STUDENT in self.arms and (JOINT_EASE not in self.arms
+                                           or self.arms.index(JOINT_EASE) > self.arms.index(JOINT_STUDENT)):
+            raise ValueError(f"arms: {JOINT_STUDENT!r} distils {JOINT_EASE!r}, which must come before it")
+        return self
 
 
 @SCENARIOS.register("cross-domain")
@@ -373,7 +383,9 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
     from distillrec.console import console
     from distillrec.evaluation.baselines import PopularityScorer
     from distillrec.evaluation.scoring import baseline_scorer, evaluate_scorer, make_evaluator
-    from distillrec.params import check_model_params, make_train_config
+    from distillrec.distill.objective import DistillObjective, normalise_spec
+    from distillrec.params import check_kd, check_model_params, make_train_config
+    from distillrec.teachers.knowledge import extract_knowledge
     from distillrec.students.mf import MatrixFactorization
     from distillrec.students.two_tower import TwoTower
     from distillrec.teachers.ease import EASETeacher
@@ -400,19 +412,24 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
     trained = {}
 
     def arm(name: str, model_name: str, build, base: TrainParams, tune: TuneParams | None, extra_loss=None,
-            extra_space: dict | None = None) -> dict:
+            extra_space: dict | None = None, kd: dict | None = None, knowledge=None) -> dict:
         """One trained model: build(params) -> model, tuned first when `tune` is set (every arm of
         an architecture gets the same budget and space, plus `extra_space` for settings of its
-        own), then fitted with the selected settings."""
+        own, and a distillation spec's terms when `kd` is given), then fitted with the selected
+        settings."""
         model_params, train, tuning = dict(base.params), dict(base.train), None
         if tune is not None:
-            space = search_space(model_name, None, tune.space, extra_space)
+            space = search_space(model_name, kd, tune.space, extra_space, knowledge=knowledge)
             tuning = tune_model(out / f"{_slug(name)}-tune", model_name, target, split, params=model_params,
-                                train=train, trials=tune.trials, space=space,
+                                train=train, trials=tune.trials, space=space, kd=kd, knowledge=knowledge,
                                 seed=seed, pruner=tune.pruner, build=build, extra_loss=extra_loss, say=say(name))
-            model_params, train, _ = apply(tuning["selected"], model_params, train)
+            model_params, train, kd = apply(tuning["selected"], model_params, train, kd)
         model = build(model_params)
-        result = fit(name, type(model), model, model_params, train, extra_loss(model) if extra_loss else None)
+        if kd:
+            extra = DistillObjective(normalise_spec(check_kd(kd)), knowledge, model, seed=seed)
+        else:
+            extra = extra_loss(model) if extra_loss else None
+        result = fit(name, type(model), model, model_params, train, extra)
         trained[name] = model
         if tuning is not None:
             result["tuned"] = {key: tuning[key] for key in ("trials", "selected", "valid", "pruned")}
@@ -469,6 +486,12 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
                      SOURCE_WEIGHT_SPACE),
     }
     for name in params.arms:
+        if name == JOINT_STUDENT:  # the joint EASE's knowledge, for this thinned split's users
+            knowledge = extract_knowledge(trained[JOINT_EASE], split, target, top_k=min(100, split.n_items),
+                                          knn=min(20, split.n_items - 1), importance=False, seed=seed)
+            results[name] = arm(name, "mf", mf(None), params.mf, params.mf_tune, kd=params.joint_kd,
+                                knowledge=knowledge)
+            continue
         model_name, build, settings, tune, extra_loss, *extra_space = arms[name]
         results[name] = arm(name, model_name, build(), settings, tune, extra_loss, *extra_space)
     evaluator, popularity = make_evaluator(split, target), PopularityScorer(split)  # shared by the blends
@@ -500,7 +523,7 @@ def with_popularity(model, split, evaluator, popularity, run_dir: Path) -> dict:
 #: architecture trained on the target alone.
 PAIRS = tuple((base + suffix, other + suffix) for suffix in ("", WITH_POP)
               for base, other in ((BASELINE, "transfer (init)"), (BASELINE, "transfer (init+kd)"),
-                                  ("mf", "transfer (MF ids)"), (TARGET_EASE, JOINT_EASE)))
+                                  ("mf", "transfer (MF ids)"), (TARGET_EASE, JOINT_EASE), ("mf", JOINT_STUDENT)))
 
 
 def _seed_dir(out: Path, fraction: float, seed: int) -> Path:
