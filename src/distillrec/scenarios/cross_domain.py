@@ -474,26 +474,26 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
     pop = evaluate_scorer(baseline_scorer("pop", split, seed), split, target)
     results = {"pop": {"seed": seed, "test": {k: pop["test"][k] for k in (METRIC, "recall@10")},
                        "valid": {METRIC: pop["valid"][METRIC]}}}
-    arms = {  # name -> (model, build, settings, tuning, extra loss[, extra space]): one budget per model
-        "mf": ("mf", lambda: mf(None), params.mf, params.mf_tune, None),
-        "transfer (MF ids)": ("mf", lambda: mf(sources.mf_items), params.mf, params.mf_tune, None),
-        BASELINE: ("two-tower", lambda: two_tower(False), params.two_tower, params.two_tower_tune, None),
-        "transfer (init)": ("two-tower", lambda: two_tower(True), params.two_tower, params.two_tower_tune, None),
-        "transfer (init+kd)": ("two-tower", lambda: two_tower(True), params.two_tower, params.two_tower_tune,
-                               distill_towards_source),
-        TARGET_EASE: ("ease", lambda: ease(None), params.ease, params.ease_tune, None),
-        JOINT_EASE: ("ease", lambda: ease(sources.cooccurrence), params.ease, params.ease_tune, None,
-                     SOURCE_WEIGHT_SPACE),
+    def joint_student(name: str) -> dict:  # the joint EASE's knowledge, for this thinned split's users
+        knowledge = extract_knowledge(trained[JOINT_EASE], split, target, top_k=min(100, split.n_items),
+                                      knn=min(20, split.n_items - 1), importance=False, seed=seed)
+        return arm(name, "mf", mf(None), params.mf, params.mf_tune, kd=params.joint_kd, knowledge=knowledge)
+
+    arms = {  # name -> how it trains; every arm of a model gets that model's budget and space
+        "mf": lambda name: arm(name, "mf", mf(None), params.mf, params.mf_tune),
+        "transfer (MF ids)": lambda name: arm(name, "mf", mf(sources.mf_items), params.mf, params.mf_tune),
+        BASELINE: lambda name: arm(name, "two-tower", two_tower(False), params.two_tower, params.two_tower_tune),
+        "transfer (init)": lambda name: arm(name, "two-tower", two_tower(True), params.two_tower,
+                                            params.two_tower_tune),
+        "transfer (init+kd)": lambda name: arm(name, "two-tower", two_tower(True), params.two_tower,
+                                               params.two_tower_tune, distill_towards_source),
+        TARGET_EASE: lambda name: arm(name, "ease", ease(None), params.ease, params.ease_tune),
+        JOINT_EASE: lambda name: arm(name, "ease", ease(sources.cooccurrence), params.ease, params.ease_tune,
+                                     extra_space=SOURCE_WEIGHT_SPACE),
+        JOINT_STUDENT: joint_student,
     }
     for name in params.arms:
-        if name == JOINT_STUDENT:  # the joint EASE's knowledge, for this thinned split's users
-            knowledge = extract_knowledge(trained[JOINT_EASE], split, target, top_k=min(100, split.n_items),
-                                          knn=min(20, split.n_items - 1), importance=False, seed=seed)
-            results[name] = arm(name, "mf", mf(None), params.mf, params.mf_tune, kd=params.joint_kd,
-                                knowledge=knowledge)
-            continue
-        model_name, build, settings, tune, extra_loss, *extra_space = arms[name]
-        results[name] = arm(name, model_name, build(), settings, tune, extra_loss, *extra_space)
+        results[name] = arms[name](name)
     evaluator, popularity = make_evaluator(split, target), PopularityScorer(split)  # shared by the blends
     for name, model in trained.items():  # the blend adds no training: the arm's budget is its budget
         blend = with_popularity(model, split, evaluator, popularity, out / _slug(name + WITH_POP))
