@@ -318,8 +318,8 @@ def run_child(size: str, model: str, args: argparse.Namespace, work: Path, round
     return {**json.loads(result.read_text()), **facts, "status": "ok"}
 
 
-OURS = {"ours-mf-bpr": "ours", "ours-mf-bpr-sparse": "ours_sparse",  # model -> key prefix
-        "ours-mf-bpr-b4096": "ours_b4096", "ours-mf-bpr-b8192": "ours_b8192"}
+# model -> its key prefix in the comparisons: "ours", "ours_sparse", "ours_b4096", ...
+OURS = {model: "ours" + model.removeprefix("ours-mf-bpr").replace("-", "_") for model in OUR_SIDES}
 
 
 def comparisons(rows: list[dict]) -> list[dict]:

@@ -115,7 +115,7 @@ class CrossDomainParams(StrictParams):
     #: users on the title-matched items: a teacher fitted on source and target together.
     arms: list[ArmName] = Field(default_factory=lambda: list(DEFAULT_ARMS), min_length=1)
     #: both EASE arms' settings (the model "ease": l2, text_weight) and their shared tuning budget.
-    ease: TrainParams = Field(default_factory=lambda: TrainParams(params={"l2": 500.0, "text_weight": 0.0}))
+    ease: TrainParams = Field(default_factory=TrainParams)
     ease_tune: TuneParams | None = None
     #: "transfer (MF from joint EASE)": the target MF (params.mf, tuned with mf_tune) distilled
     #: from the joint EASE's knowledge with this spec; the spec's terms are tuned with the MF's.
@@ -384,7 +384,7 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
     from distillrec.evaluation.baselines import PopularityScorer
     from distillrec.evaluation.scoring import baseline_scorer, evaluate_scorer, make_evaluator
     from distillrec.distill.objective import DistillObjective, normalise_spec
-    from distillrec.params import check_kd, check_model_params, make_train_config
+    from distillrec.params import check_kd, check_model_params, make_train_config, model_schema
     from distillrec.teachers.knowledge import extract_knowledge
     from distillrec.students.mf import MatrixFactorization
     from distillrec.students.two_tower import TwoTower
@@ -455,15 +455,14 @@ def _target_models(target, split, target_text, sources: SourceKnowledge, params:
             return model
         return build
 
+    ease_defaults = {name: param.default for name, param in model_schema(EASETeacher).params.items()}
+
     def ease(cooccurrence: np.ndarray | None):
         def build(model_params: dict) -> EASETeacher:
             own = {key: value for key, value in model_params.items() if key != "source_weight"}
-            options = {"l2": 500.0, "text_weight": 0.0, "rank": 64, "encoder": None, "template": DEFAULT_ITEM_TEMPLATE,
-                       "cache_dir": None, **check_model_params("ease", own, "tuned params")}
-            if cooccurrence is None:
-                return EASETeacher.solve(target, split, cooccurrence=None, **options)
-            weight = float(model_params.get("source_weight", 1.0))
-            return EASETeacher.solve(target, split, cooccurrence=weight * cooccurrence, **options)
+            extra = None if cooccurrence is None else float(model_params.get("source_weight", 1.0)) * cooccurrence
+            return EASETeacher.solve(target, split, cooccurrence=extra,
+                                     **{**ease_defaults, **check_model_params("ease", own, "tuned params")})
         return build
 
     def distill_towards_source(model) -> SourceItemDistillation:
