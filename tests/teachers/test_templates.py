@@ -43,6 +43,14 @@ def test_user_template_with_derived_gender_word():
         "A 25-year-old female programmer.", "A male writer.", "A 56-year-old."]
 
 
+def test_user_template_reads_ml1m_age_groups_not_their_codes():
+    # ML-1M's age is the group's lower bound (1 = under 18); the decoded age_group says what it means
+    users = pd.DataFrame({"user_id": ["1", "2", "3"], "age": [1.0, 25.0, 56.0], "age_group": ["under 18", "25-34", "56+"],
+                          "gender": ["F", "M", "F"], "occupation": ["K-12 student", "writer", "retired"]})
+    assert TextTemplate(DEFAULT_USER_TEMPLATE).render(users, "users") == [
+        "A younger-than-18 female K-12 student.", "A 25-34-year-old male writer.", "A 56-or-older female retired."]
+
+
 def test_custom_derived_field():
     decade = DerivedField(("year",), lambda row: f"{int(row['year']) // 10 * 10}s")
     template = TextTemplate("{title}, a film of the {decade}.", derived={"decade": decade})

@@ -152,8 +152,57 @@ def read_grouplens_1m(directory: str | Path, name: str = "ml-1m") -> RawData:
         items = pd.DataFrame({"item_id": table.text("item_id", required=True), "title": title,
                               "year": year, "genres": split_list(table.text("genres"), "|")})
 
-    users = _grouplens_users(directory / "users.dat", "::", ["user_id", "gender", "age", "occupation", "zip"])
-    return RawData(name, interactions, items, users, source=str(directory))
+    users_path = directory / "users.dat"
+    users = _grouplens_users(users_path, "::", ["user_id", "gender", "age", "occupation", "zip"])
+    return RawData(name, interactions, items, decode_ml1m_users(users, users_path), source=str(directory))
+
+
+# MovieLens-1M's users.dat stores codes where ML-100K's u.user has words (the ML-1M README):
+# occupation 0-20, and for age the lower bound of the user's age group.
+ML1M_OCCUPATIONS = (
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student", "customer service",
+    "doctor/health care", "executive/managerial", "farmer", "homemaker", "K-12 student", "lawyer",
+    "programmer", "retired", "sales/marketing", "scientist", "self-employed", "technician/engineer",
+    "tradesman/craftsman", "unemployed", "writer")
+ML1M_AGE_GROUPS = {1: "under 18", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55", 56: "56+"}
+
+
+def decode_ml1m_users(users: pd.DataFrame | None, where) -> pd.DataFrame | None:
+    """ML-1M's users with the README's occupation names in place of the codes 0-20 (what a
+    language model reads and a new user sends: "writer", not "20") and an `age_group` column
+    ("18-24") beside the age code, which stays a number: models bucket it at the group bounds.
+    Values that are already names are kept, so decoding twice changes nothing; a code outside
+    the README's lists raises, naming `where` and the field."""
+    if users is None:
+        return None
+    users = users.copy()
+    if "occupation" in users.columns:
+        users["occupation"] = [_ml1m_occupation(value, user, where)
+                               for value, user in zip(users["occupation"], users.get("user_id", users.index))]
+    if "age" in users.columns:
+        ages = pd.to_numeric(users["age"], errors="coerce")
+        unknown = ages.notna() & ~ages.isin(list(ML1M_AGE_GROUPS))
+        if unknown.any():
+            row = users[unknown.to_numpy()].iloc[0]
+            raise DataError(where, f"user {row.get('user_id')}: age {float(row['age']):g} is not an ML-1M "
+                            "age-group code", field="age", expected=", ".join(map(str, ML1M_AGE_GROUPS)))
+        users["age_group"] = [ML1M_AGE_GROUPS[int(a)] if pd.notna(a) else None for a in ages]
+    return users
+
+
+def _ml1m_occupation(value, user, where):
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value).strip()
+    try:
+        code = float(text)
+    except ValueError:
+        return text  # a name already
+    if code != int(code) or not 0 <= code < len(ML1M_OCCUPATIONS):
+        raise DataError(where, f"user {user}: occupation {text!r} is not an ML-1M occupation code",
+                        field="occupation",
+                        expected=f"0-{len(ML1M_OCCUPATIONS) - 1} or a name")
+    return ML1M_OCCUPATIONS[int(code)]
 
 
 # --- RecBole atomic files ----------------------------------------------------------------

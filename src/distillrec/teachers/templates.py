@@ -7,7 +7,8 @@ nothing. A part in square brackets is optional: it is dropped whole when any fie
 is missing, so a movie without a year reads "Heat." rather than "Heat ()." Brackets do not
 nest and are reserved: a template cannot contain a literal "[" or "]".
 
-Derived fields are small functions of the row (`gender_word`: "F" -> "female"); add your own
+Derived fields are small functions of the row (`gender_word`: "F" -> "female"; `age_words`: 25 ->
+"25-year-old", ML-1M's age group "18-24" -> "18-24-year-old"); add your own
 through `TextTemplate(..., derived={...})`.
 """
 
@@ -25,7 +26,7 @@ import pandas as pd
 from distillrec.errors import DataError, DistillrecError
 
 DEFAULT_ITEM_TEMPLATE = "{title}[ ({year})].[ Genres: {genres}.]"
-DEFAULT_USER_TEMPLATE = "A[ {age}-year-old][ {gender_word}][ {occupation}]."
+DEFAULT_USER_TEMPLATE = "A[ {age_words}][ {gender_word}][ {occupation}]."
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,19 @@ def _gender_word(row: Mapping[str, Any]) -> Any:
     return {"F": "female", "M": "male"}.get(str(value).strip().upper(), value)
 
 
+def _age_words(row: Mapping[str, Any]) -> Any:
+    """"25-year-old" from an age in years; from an age group (ML-1M's `age_group`, whose `age`
+    is only the group's lower bound) "18-24-year-old", "younger-than-18", "56-or-older"."""
+    group = _format(row.get("age_group"), "")
+    if group is None:
+        age = _format(row["age"], "")
+        return None if age is None else f"{age}-year-old"
+    return {"under 18": "younger-than-18", "56+": "56-or-older"}.get(group, f"{group}-year-old")
+
+
 DERIVED_FIELDS: dict[str, DerivedField] = {
     "gender_word": DerivedField(("gender",), _gender_word),
+    "age_words": DerivedField(("age",), _age_words),
 }
 
 _OPTIONAL = re.compile(r"\[([^\[\]]*)\]")
