@@ -151,6 +151,24 @@ def test_serving_vectors_plus_history_scores_equal_score(params):
     assert (extra is None) == (not params["item_item"])
 
 
+def test_cold_dropout_trains_rows_as_new_users_with_neither_id_nor_history():
+    model, _ = tiny_teacher(history_dropout=0.0, cold_dropout=0.999999)  # every row drawn cold
+    users, target = torch.tensor([0, 3]), torch.tensor([1, 4])
+    with torch.no_grad():
+        model.train()
+        loss = model.loss({"user": users, "pos": target})
+        model.eval()  # the same rows encoded as a new user is: profile only, no ID, nothing revealed
+        items = model.item_vectors()
+        cold = model.user_tower(model.user_table.rows(users), torch.zeros(2, model.pooling.out_dim), ids=users,
+                                has_id=torch.zeros(2, dtype=torch.bool))
+        expected = torch.nn.functional.cross_entropy(model.similarity(cold, items), target)
+        warm = torch.nn.functional.cross_entropy(model.score(users), target)
+    torch.testing.assert_close(loss, expected)
+    assert not torch.allclose(loss, warm)  # the warm path (ID + history) scores otherwise
+    # off by default: a training step draws nothing more, so earlier fits are unchanged
+    assert tiny_teacher()[0]._cold_rows(users) is None
+
+
 def test_invalid_settings_are_refused():
     with pytest.raises(DistillrecError, match="unknown mode"):
         tiny_teacher(mode="prefix")
@@ -158,6 +176,8 @@ def test_invalid_settings_are_refused():
         tiny_teacher(mode="lora")
     with pytest.raises(DistillrecError, match="history_dropout"):
         tiny_teacher(history_dropout=1.0)
+    with pytest.raises(DistillrecError, match="cold_dropout"):
+        tiny_teacher(cold_dropout=1.0)
 
 
 # --- a real fit: MiniLM texts of an ML-100K slice -----------------------------------------

@@ -17,7 +17,9 @@ softmax is cheap and beats sampled losses), or any registered loss.
 
 While training, the target item is removed from its user's pooled history: otherwise the
 model learns to find the answer in its input, which at evaluation time (where history items
-are masked) it never can.
+are masked) it never can. With `cold_dropout` > 0 that share of training rows is encoded as a new
+user's (no ID, no history: the profile alone), so the profile-only path that scores a new user
+with nothing revealed is trained too.
 
 Modes (transfer learning):
   frozen            the language model runs once; its embeddings are a fixed buffer (the default).
@@ -103,7 +105,7 @@ class LMTeacher(Recommender):
                  item_features: Mapping[str, torch.Tensor], user_has_id: torch.Tensor,
                  item_has_id: torch.Tensor, dim: int = 128, feature_dim: int = 16, hidden: int = 256,
                  heads: int = 2, max_history: int = 100, history_dropout: float = 0.5,
-                 id_dropout: float = 0.0, user_ids: bool = True, item_item: bool = True,
+                 id_dropout: float = 0.0, cold_dropout: float = 0.0, user_ids: bool = True, item_item: bool = True,
                  temperature: float | None = 0.1,
                  rec_loss: str = "softmax", template: str = DEFAULT_ITEM_TEMPLATE,
                  text_encoder: TextEncoder | None = None, language_model: "SentenceTransformer | None" = None,
@@ -120,6 +122,8 @@ class LMTeacher(Recommender):
             raise DistillrecError("lm-teacher: tuning the language model needs one text per item (item_texts)")
         if not 0.0 <= history_dropout < 1.0:
             raise DistillrecError(f"lm-teacher: history_dropout {history_dropout} must be in [0, 1)")
+        if not 0.0 <= cold_dropout < 1.0:
+            raise DistillrecError(f"lm-teacher: cold_dropout {cold_dropout} must be in [0, 1)")
         if temperature is not None and temperature <= 0:
             raise DistillrecError(f"lm-teacher: temperature must be > 0 (or None for dot products), got {temperature}")
         if max_history < 1:
@@ -129,6 +133,9 @@ class LMTeacher(Recommender):
             raise DistillrecError(f"lm-teacher: {text_embeddings.shape[0]} text embeddings for {n_items} items")
         self.rec_loss, self.mode, self.template = rec_loss, mode, template
         self.max_history, self.history_dropout, self.temperature = max_history, history_dropout, temperature
+        # The share of training rows seen as a new user's: no ID, no history, the profile alone.
+        # Without it that path never trains (history dropout keeps some of a user's >= 20 items).
+        self.cold_dropout = cold_dropout
         self.user_encoder, self.item_encoder = user_encoder, item_encoder
         self.user_table = FeatureTable(user_features)
         self.item_table = FeatureTable(item_features)
@@ -171,6 +178,7 @@ class LMTeacher(Recommender):
     params_schema = {"lora_r": {"ge": 1}, "lora_alpha": {"gt": 0}, "lora_dropout": {"ge": 0, "lt": 1},
                      "dim": {"ge": 1}, "feature_dim": {"ge": 1}, "hidden": {"ge": 1}, "heads": {"ge": 1},
                      "max_history": {"ge": 1}, "history_dropout": {"ge": 0, "lt": 1}, "id_dropout": {"ge": 0, "lt": 1},
+                     "cold_dropout": {"ge": 0, "lt": 1},
                      "temperature": {"gt": 0}, "rec_loss": {"choices": REC_LOSSES.names}, "lm_steps": {"ge": 0},
                      "lm_items_per_step": {"ge": 1}, "text_encoder": None, "language_model": None, "item_texts": None}
 
@@ -260,16 +268,27 @@ class LMTeacher(Recommender):
         return history, present
 
     def _user_vectors(self, users: torch.Tensor, item_vectors: torch.Tensor, history: torch.Tensor,
-                      present: torch.Tensor) -> torch.Tensor:
+                      present: torch.Tensor, cold: torch.Tensor | None = None) -> torch.Tensor:
+        """cold: rows to encode as new users (no ID; their history is already hidden in `present`)."""
         pooled = self.pooling(item_vectors, history, present)
-        return self.user_tower(self.user_table.rows(users), pooled, ids=users, has_id=self.user_has_id[users])
+        has_id = self.user_has_id[users] if cold is None else self.user_has_id[users] & ~cold
+        return self.user_tower(self.user_table.rows(users), pooled, ids=users, has_id=has_id)
+
+    def _cold_rows(self, users: torch.Tensor) -> torch.Tensor | None:
+        """While training with cold_dropout: which rows of the batch play new users."""
+        if not (self.training and self.cold_dropout > 0):
+            return None
+        return torch.rand(len(users), device=users.device) < self.cold_dropout
 
     def _scores(self, users: torch.Tensor, item_vectors: torch.Tensor, candidates: torch.Tensor | None = None,
                 exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of every item [B, n_items], or of per-user `candidates` [B, C]: the towers'
         similarity plus the item-to-item term over the same visible history."""
         history, present = self._visible_history(users, exclude)
-        user_vectors = self._user_vectors(users, item_vectors, history, present)
+        cold = self._cold_rows(users)
+        if cold is not None:
+            present = present & ~cold.unsqueeze(1)  # the item-to-item term sees no history either
+        user_vectors = self._user_vectors(users, item_vectors, history, present, cold)
         scores = self.similarity(user_vectors, item_vectors if candidates is None else item_vectors[candidates])
         if self.item_item is not None:
             item_item = self.item_item_scores(history, present)
