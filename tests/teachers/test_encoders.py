@@ -107,6 +107,25 @@ def test_last_token_pooling_on_a_decoder_ignores_padding(tiny_decoder):
 
 # --- errors ---------------------------------------------------------------------------------
 
+def test_encoders_of_one_folder_share_its_loaded_model_until_its_files_change(tiny_decoder, tmp_path):
+    import shutil
+
+    from transformers import GPT2Model
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_decoder, folder)
+    first = TextEncoder(folder, pooling="last", device="cpu")
+    assert TextEncoder(folder, pooling="last", device="cpu")._backend is first._backend  # loaded once
+    assert TextEncoder(folder, pooling="mean", device="cpu")._backend is not first._backend
+    before = first.encode(TITLES, progress=False)
+    model = GPT2Model.from_pretrained(str(folder))
+    torch.nn.init.normal_(model.wte.weight, generator=torch.Generator().manual_seed(1))
+    model.save_pretrained(str(folder))  # new weights: a new signature, so a fresh load
+    changed = TextEncoder(folder, pooling="last", device="cpu")
+    assert changed._backend is not first._backend and changed.identity() != first.identity()
+    assert not torch.allclose(changed.encode(TITLES, progress=False), before)
+
+
 def test_missing_model_is_a_clear_error_and_writes_nothing(tmp_path):
     cache_dir = tmp_path / "cache"
     with pytest.raises(DistillrecError, match="model 'no-such-org/no-such-model' not found locally"):

@@ -9,6 +9,7 @@ local Hugging Face cache; distillrec never downloads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -208,6 +209,18 @@ def _own_max_length(folder: Path, tokenizer_limit: int) -> int:
     return min(tokenizer_limit, _MAX_LENGTH_CAP)
 
 
+@functools.lru_cache(maxsize=4)
+def _load_backend(path: Path, device: str, max_length: int | None, pooling: str,
+                  fingerprint: tuple[tuple[str, str], ...]):
+    """The loaded model, shared by every TextEncoder of this process with the same settings:
+    loading takes about a second, and a tuning study builds an encoder per trial (EASE's
+    text similarities) whose texts then come from the embedding cache. Nothing changes a
+    backend's weights once loaded (the teachers' LoRA and full modes load their own copy)."""
+    if pooling == "sentence-transformers":
+        return _SentenceTransformerBackend(path, device, max_length)
+    return _AutoModelBackend(path, device, max_length, pooling)
+
+
 class TextEncoder:
     """Encode texts into one vector each with a pretrained language model.
 
@@ -232,11 +245,12 @@ class TextEncoder:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         use_sentence_transformers = pooling is None and (self.path / "modules.json").exists()
         self.pooling = "sentence-transformers" if use_sentence_transformers else (pooling or "mean")
+        # The folder's fingerprint keys the process-wide backend cache: a folder whose files
+        # changed is loaded afresh.
+        self._fingerprint: dict[str, str] = _fingerprint(self.path)
         try:
-            if use_sentence_transformers:
-                self._backend = _SentenceTransformerBackend(self.path, self.device, max_length)
-            else:
-                self._backend = _AutoModelBackend(self.path, self.device, max_length, self.pooling)
+            self._backend = _load_backend(self.path, self.device, max_length, self.pooling,
+                                          tuple(sorted(self._fingerprint.items())))
         except ImportError as exc:
             raise DistillrecError(f"text encoders need the teacher extras: pip install "
                                   f"'distillrec[teacher]' ({exc})") from None
@@ -246,7 +260,6 @@ class TextEncoder:
         self.num_parameters: int = sum(p.numel() for p in self._backend.model.parameters())
         #: texts run through the model so far (cache hits add nothing).
         self.texts_encoded = 0
-        self._fingerprint: dict[str, str] | None = None
 
     def __repr__(self) -> str:
         return (f"TextEncoder({self.name!r}, pooling={self.pooling!r}, normalize={self.normalize}, "
@@ -254,8 +267,6 @@ class TextEncoder:
 
     def identity(self) -> dict[str, str]:
         """Everything that decides this encoder's vectors, as strings (cache keys, manifests)."""
-        if self._fingerprint is None:
-            self._fingerprint = _fingerprint(self.path)
         return {"model": str(self.path), "pooling": self.pooling, "normalize": str(self.normalize),
                 "max_length": str(self._backend.max_length), **self._fingerprint}
 
