@@ -191,7 +191,7 @@ def decode_ml1m_users(users: pd.DataFrame | None, where) -> pd.DataFrame | None:
 
 
 def _ml1m_occupation(value, user, where):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if pd.isna(value):
         return None
     text = str(value).strip()
     try:
