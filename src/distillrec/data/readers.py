@@ -198,7 +198,7 @@ def _ml1m_occupation(value, user, where):
         code = float(text)
     except ValueError:
         return text  # a name already
-    if code != int(code) or not 0 <= code < len(ML1M_OCCUPATIONS):
+    if not code.is_integer() or not 0 <= code < len(ML1M_OCCUPATIONS):  # nan and inf too
         raise DataError(where, f"user {user}: occupation {text!r} is not an ML-1M occupation code",
                         field="occupation",
                         expected=f"0-{len(ML1M_OCCUPATIONS) - 1} or a name")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from distillrec.data.builtin import BUILTINS, available_datasets, resolve_builtin
 from distillrec.data.dataset import RawData
-from distillrec.data.readers import decode_ml1m_users, read_directory, read_recbole, read_tables
+from distillrec.data.readers import read_directory, read_recbole, read_tables
 from distillrec.errors import DataError
 
 __all__ = ["available_datasets", "load_dataset", "load_raw", "resolve_builtin"]
@@ -55,8 +55,8 @@ def load_raw(name_or_path: str | os.PathLike, *, mapping: Mapping[str, str] | No
         _reject_mapping(name, "built-in", mapping, sep or list_separators)
         directory = resolve_builtin(name, cache_dir=cache_dir, download=download)
         raw = read_directory(directory, name=name)
-        if name == "ml-1m":  # the wheel's RecBole files keep users.dat's codes; the original is decoded on read
-            raw.users = decode_ml1m_users(raw.users, directory)
+        if BUILTINS[name].decode_users is not None:
+            raw.users = BUILTINS[name].decode_users(raw.users, directory)
         return raw
     raise DataError(name, "no such file or folder, and not a built-in dataset",
                     expected="one of " + ", ".join(available_datasets())
