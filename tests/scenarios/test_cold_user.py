@@ -15,8 +15,9 @@ from distillrec.data.splitting import make_split
 from distillrec.errors import DistillrecError
 from distillrec.evaluation.evaluator import Evaluator
 from distillrec.scenarios import SCENARIOS, ScenarioContext
-from distillrec.scenarios.cold_user import (BLEND, PROFILE_POPULARITY, SELECTED_ON, check_protocol,
-                                            evaluate_cold_users, first_revealed, PriorChoice,
+from distillrec.scenarios.cold_user import (BLEND, PROFILE_POPULARITY, SELECTED_ON, TEACHER, TEACHER_BLEND,
+                                            blended, check_protocol,
+                                            evaluate_cold_users, first_revealed, model_factory, PriorChoice,
                                             shown_history)
 
 STUDENT = {"model": {"dim": 8, "text_dim": 8, "buckets": 512, "feature_dim": 4, "hidden": 16},
@@ -72,8 +73,8 @@ def test_scenario_end_to_end_without_the_cold_users_teacher_vectors(cold_users, 
                               out=tmp_path / "scenario", progress=False)
     result = SCENARIOS.get("cold-user")(context)
     rows = {row["model"]: row for row in result.table}
-    assert list(rows) == ["popularity", PROFILE_POPULARITY, "teacher (language model)", "content", "content-kd",
-                          BLEND]
+    assert list(rows) == ["popularity", PROFILE_POPULARITY, TEACHER, "content", "content-kd", BLEND, TEACHER_BLEND]
+    assert BLEND == blended("content-kd") and TEACHER_BLEND == blended(TEACHER)
     for row in rows.values():
         for k in (0, 1, 3):
             assert 0.0 <= row[f"ndcg@10 k={k}"] <= 1.0 and row[f"ndcg@10 k={k} std"] >= 0.0
@@ -83,14 +84,19 @@ def test_scenario_end_to_end_without_the_cold_users_teacher_vectors(cold_users, 
     assert set(result.details["distilled_lift"]) == {"0", "1", "3"}
     details = result.details
     assert details["selected_on"] == SELECTED_ON and details["selected"]["profile_columns"]
-    assert {k: len(w) for k, w in details["selected"]["blend_weight"].items()} == {"0": 2, "1": 2, "3": 2}
+    # One blend weight per k and seed for each blended model (the teacher has one seed).
+    weights = details["selected"]["blend_weight"]
+    assert {k: len(w) for k, w in weights["content-kd"].items()} == {"0": 2, "1": 2, "3": 2}
+    assert {k: len(w) for k, w in weights[TEACHER].items()} == {"0": 1, "1": 1, "3": 1}
     # Both students' history priors are chosen per k and seed among the defaults.
     for label in ("content", "content-kd"):
         chosen = details["selected"]["history_prior"][label]
         assert set(chosen) == {"0", "1", "3"} and all(len(v) == 2 and set(v) <= {0, 1, 2, 4, 8} for v in chosen.values())
-    # Paired over the test cold users at every k: distilled vs undistilled, the blend vs each popularity.
+    # Paired over the test cold users at every k: distilled vs undistilled, each blend vs each popularity.
     pairs = {(p["model"], p["vs"], p["metric"]): p for p in details["paired"]}
-    assert len(pairs) == 9
+    assert len(pairs) == 3 * 5
+    assert pairs[(TEACHER_BLEND, "popularity", "test ndcg@10 k=3")]["other"] == pytest.approx(
+        rows[TEACHER_BLEND]["ndcg@10 k=3"])
     pair = pairs[(BLEND, PROFILE_POPULARITY, "test ndcg@10 k=1")]
     assert pair["n_users"] == details["n_test_cold_users"]
     assert pair["base"] == pytest.approx(rows[PROFILE_POPULARITY]["ndcg@10 k=1"])
@@ -133,17 +139,19 @@ def test_every_choice_is_made_on_valid_users_never_on_test(cold_users):
 
     def run(s):
         models = {"content-kd": [PriorChoice(MeanOfHistory(s.n_users, s.n_items, seed), s, (0, 1, 4))
-                                 for seed in (0, 1)]}
-        return evaluate_cold_users(s, ds.users, (0, 1, 3), models)
+                                 for seed in (0, 1)],
+                  TEACHER: [model_factory(MeanOfHistory(s.n_users, s.n_items, 2), s)]}
+        return evaluate_cold_users(s, ds.users, (0, 1, 3), models, blend_bases=("content-kd", TEACHER))
 
     honest, corrupted = run(split), run(replace(split, test=garbage.reset_index(drop=True)))
     assert honest["selected"] == corrupted["selected"] and honest["selection"] == corrupted["selection"]
     assert honest["selected_on"] == "valid cold users"
-    assert set(honest["selected"]["blend_weight"]) == {"0", "1", "3"}
+    for base in ("content-kd", TEACHER):
+        assert set(honest["selected"]["blend_weight"][base]) == {"0", "1", "3"}
     assert set(honest["selected"]["history_prior"]["content-kd"]) == {"0", "1", "3"}
     assert len(honest["selection"]["profile_columns"]) == 7  # every non-empty subset of age, gender, occupation
     assert honest["per_seed"] != corrupted["per_seed"]  # the test part does matter to the test values
-    assert list(honest["per_seed"]) == ["popularity", PROFILE_POPULARITY, "content-kd", BLEND]
+    assert list(honest["per_seed"]) == ["popularity", PROFILE_POPULARITY, "content-kd", TEACHER, BLEND, TEACHER_BLEND]
     assert honest["paired"] != corrupted["paired"]
 
 

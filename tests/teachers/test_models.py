@@ -170,6 +170,42 @@ def test_cold_dropout_trains_rows_as_new_users_with_neither_id_nor_history():
     assert tiny_teacher()[0]._cold_rows(users) is None
 
 
+def test_cold_history_keeps_a_prefix_of_up_to_n_items_never_the_target_or_padding():
+    model, _ = tiny_teacher(history_dropout=0.0, cold_dropout=0.5, cold_history=3)
+    history = torch.tensor([[5, 2, 7, 9, PADDING]] * 400)
+    exclude = torch.full((400,), 7)
+    torch.manual_seed(0)
+    shown = model._first_items(history, exclude)
+    real = torch.tensor([True, True, False, True, False])  # 7 is the target, the last slot padding
+    assert not (shown & ~real).any()
+    counts = shown.sum(1)
+    assert sorted(set(counts.tolist())) == [0, 1, 2, 3]  # m uniform in 0..3: every count is drawn
+    for row, m in zip(shown, counts.tolist()):  # the first m real items in time order, nothing else
+        assert torch.equal(row, real & (real.cumsum(0) <= m))
+    assert not tiny_teacher(cold_history=0)[0]._first_items(history, exclude).any()
+
+
+def test_cold_rows_with_cold_history_score_as_a_new_user_shown_those_items():
+    model, _ = tiny_teacher(history_dropout=0.0, cold_dropout=0.999999, cold_history=4)
+    users, target = torch.tensor([0, 3, 5]), torch.tensor([1, 4, 6])
+    masks = []
+    first_items = model._first_items
+    model._first_items = lambda history, exclude: masks.append(first_items(history, exclude)) or masks[-1]
+    torch.manual_seed(1)
+    with torch.no_grad():
+        model.train()
+        loss = model.loss({"user": users, "pos": target})
+        model.eval()
+        history, present = model.history[users], masks[0]
+        assert present.sum(1).max() <= 4 and not (history[present] == target.repeat_interleave(present.sum(1))).any()
+        items = model.item_vectors()
+        cold = model.user_tower(model.user_table.rows(users), model.pooling(items, history, present), ids=users,
+                                has_id=torch.zeros(3, dtype=torch.bool))
+        scores = model.similarity(cold, items) + model.item_item_scores(history, present)
+        expected = torch.nn.functional.cross_entropy(scores, target)
+    torch.testing.assert_close(loss, expected)
+
+
 def test_invalid_settings_are_refused():
     with pytest.raises(DistillrecError, match="unknown mode"):
         tiny_teacher(mode="prefix")
@@ -179,6 +215,9 @@ def test_invalid_settings_are_refused():
         tiny_teacher(history_dropout=1.0)
     with pytest.raises(DistillrecError, match="cold_dropout"):
         tiny_teacher(cold_dropout=1.0)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(DistillrecError, match="cold_history"):
+            tiny_teacher(cold_history=bad)
 
 
 # --- a real fit: MiniLM texts of an ML-100K slice -----------------------------------------

@@ -14,8 +14,8 @@ Models: popularity; popularity by profile (evaluation/baselines.py: the items' t
 popularity among the training users who share the new user's profile values); the content
 student (students/content.py: profile tower + history pooling) without and with feature
 distillation of the teacher's user and item representations (warm users and items only: cold
-users never appear in a training batch); the distilled student blended with popularity by
-profile; the teacher for reference (attention over the shown items + profile). Neither
+users never appear in a training batch); the distilled student and the teacher, each blended
+with popularity by profile; the teacher (attention over the shown items + profile). Neither
 popularity reads revealed items, and their ground truth and masks do not change with k, so
 their value is the same at every k (computed per k all the same).
 
@@ -26,12 +26,12 @@ Every choice the scenario makes is made on the VALID cold users (NDCG@10), never
   - the content students' history prior (the pseudo-count that shrinks a short history's
     mean toward zero: one revealed item says less than fifty) from `history_priors`, per k, per
     student and seed: a scoring-time setting, chosen before the blend that uses it;
-  - the blend weight w (score = (1 - w) z(student) + w z(popularity by profile), z-scored per
-    user over the catalog) from `blend_weights`, per k and per student seed.
+  - the blend weight w (score = (1 - w) z(model) + w z(popularity by profile), z-scored per
+    user over the catalog) from `blend_weights`, per k, per blended model and per seed.
 The selections and every candidate's valid NDCG@10 are in details["selected"] and
 details["selection"]. Ties go to the first candidate (fewer columns; smaller prior; smaller w).
 Paired tests over the test cold users (Wilcoxon, t) at every k, in details["paired"]: distilled
-vs undistilled, and the blend vs each popularity.
+vs undistilled, and each blend vs each popularity.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ DEFAULT_BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
 DEFAULT_HISTORY_PRIORS = (0.0, 1.0, 2.0, 4.0, 8.0)
 METRIC = "ndcg@10"
 POPULARITY, PROFILE_POPULARITY, TEACHER = "popularity", "popularity by profile", "teacher (language model)"
-BLEND = f"{DISTILLED} + profile popularity (blend)"
+BLEND = f"{DISTILLED} + profile popularity (blend)"  # = blended(DISTILLED)
+TEACHER_BLEND = f"{TEACHER} + profile popularity (blend)"
 SELECTED_ON = "valid cold users"
 
 #: (part, k) -> a scorer over user indices that sees, for the cold users, their first k
@@ -196,7 +197,7 @@ def select_blend_weight(make_scorer: ScorerFactory, popularity: Callable, k: int
 # --------------------------------------------------------------------------- the table
 
 def evaluate_cold_users(split: Split, users_table: pd.DataFrame, ks: tuple[int, ...],
-                        models: Mapping[str, Sequence[ScorerFactory]], *, blend_base: str | None = DISTILLED,
+                        models: Mapping[str, Sequence[ScorerFactory]], *, blend_bases: Sequence[str] = (DISTILLED,),
                         profile_columns: Sequence[str] = DEFAULT_PROFILE_COLUMNS,
                         blend_weights: Sequence[float] = DEFAULT_BLEND_WEIGHTS) -> dict[str, Any]:
     """Every row of the scenario's table on the test cold users, each choice made on the valid
@@ -205,9 +206,10 @@ def evaluate_cold_users(split: Split, users_table: pd.DataFrame, ks: tuple[int, 
     "n_test_cold_users", "n_valid_cold_users"}.
 
     models: label -> one scorer factory per seed (popularity and popularity by profile are
-    added here; a PriorChoice gets its history prior chosen per k); blend_base: the label whose
-    seeds are blended with popularity by profile (None or absent, or empty blend_weights: no
-    blend row). Only the valid part is read before the test part is scored, and the test part
+    added here; a PriorChoice gets its history prior chosen per k); blend_bases: the labels whose
+    seeds are blended with popularity by profile, one blend row each (`blended(label)`; a label
+    absent from models, or empty blend_weights: no row). Only the valid part is read before the
+    test part is scored, and the test part
     never feeds a choice.
     """
     from distillrec.evaluation.baselines import PopularityScorer, ProfilePopularityScorer
@@ -251,36 +253,44 @@ def evaluate_cold_users(split: Split, users_table: pd.DataFrame, ks: tuple[int, 
                 PROFILE_POPULARITY: [per_k(PROFILE_POPULARITY, lambda part, k: profile)]}
     for label, factories in models.items():
         per_seed[label] = [per_k(label, factory) for factory in factories]
-    blend = f"{blend_base} + profile popularity (blend)"
-    if blend_base in models and weights:
+    for base in blend_bases:
+        if base not in models or not weights:
+            continue
         chosen_weights: dict[str, list[float]] = {str(k): [] for k in ks}
         weight_values: dict[str, list[dict[str, float]]] = {str(k): [] for k in ks}
         rows = []
-        for factory in models[blend_base]:
+        for factory in models[base]:
             row = {}
             for k in ks:
                 w, values = select_blend_weight(factory, profile, k, weights, evaluator, valid_users)
                 chosen_weights[str(k)].append(w)
                 weight_values[str(k)].append(values)
-                row[f"{METRIC} k={k}"] = test_value(blend, k, blend_scorer(factory("test", k), profile, w))
+                row[f"{METRIC} k={k}"] = test_value(blended(base), k, blend_scorer(factory("test", k), profile, w))
             rows.append(row)
-        per_seed[blend] = rows
-        selected["blend_weight"] = chosen_weights
-        selection["blend_weight"] = weight_values
+        per_seed[blended(base)] = rows
+        selected.setdefault("blend_weight", {})[base] = chosen_weights
+        selection.setdefault("blend_weight", {})[base] = weight_values
     if any(not np.array_equal(tested_users[0], t) for t in tested_users):
         raise DistillrecError("cold-user scenario: models were evaluated on different test users")
     return {"per_seed": per_seed, "selected": selected, "selected_on": SELECTED_ON, "selection": selection,
-            "selection_metric": f"valid {METRIC}", "paired": paired_tests(per_user, tested_users[0], ks, blend),
+            "selection_metric": f"valid {METRIC}",
+            "paired": paired_tests(per_user, tested_users[0], ks, [blended(base) for base in blend_bases]),
             "n_test_cold_users": int(len(users)), "n_valid_cold_users": int(len(valid_users))}
 
 
+def blended(label: str) -> str:
+    """The row label of `label`'s scores blended with popularity by profile."""
+    return f"{label} + profile popularity (blend)"
+
+
 def paired_tests(per_user: Mapping[str, Mapping[int, list[np.ndarray]]], users: np.ndarray, ks: Sequence[int],
-                 blend: str) -> list[dict]:
+                 blends: Sequence[str]) -> list[dict]:
     """Per k, paired over the test cold users (each user's value averaged over the seeds):
-    distilled vs undistilled and the blend vs each popularity, where both rows exist."""
+    distilled vs undistilled and each blend vs each popularity, where both rows exist."""
     from distillrec.evaluation.significance import paired_users
 
-    pairs = ((UNDISTILLED, DISTILLED), (POPULARITY, blend), (PROFILE_POPULARITY, blend))
+    pairs = ((UNDISTILLED, DISTILLED),
+             *((base, blend) for blend in blends for base in (POPULARITY, PROFILE_POPULARITY)))
     out = []
     for k in ks:
         for base, other in pairs:
@@ -306,7 +316,7 @@ def run(context: ScenarioContext) -> ScenarioResult:
     models = {TEACHER: [model_factory(teacher_model, split)]}
     priors = tuple(params.get("history_priors", DEFAULT_HISTORY_PRIORS))
     models.update({label: [PriorChoice(model, split, priors) for model in seeds] for label, seeds in students.items()})
-    result = evaluate_cold_users(split, teacher.dataset.users, ks, models,
+    result = evaluate_cold_users(split, teacher.dataset.users, ks, models, blend_bases=(DISTILLED, TEACHER),
                                  profile_columns=tuple(params.get("profile_columns", DEFAULT_PROFILE_COLUMNS)),
                                  blend_weights=tuple(params.get("blend_weights", DEFAULT_BLEND_WEIGHTS)))
     per_seed = result["per_seed"]
@@ -319,9 +329,9 @@ def run(context: ScenarioContext) -> ScenarioResult:
                "distilled_lift": {str(k): v for k, v in lifts.items()}, "kd": params.get("kd", DEFAULT_KD)}
     selected = result["selected"]
     blend = ""
-    if "blend_weight" in selected:
-        blend = ("; blend weight of popularity by profile per k (one per seed): "
-                 + ", ".join(f"k={k} {selected['blend_weight'][str(k)]}" for k in ks))
+    for base, weights in selected.get("blend_weight", {}).items():
+        blend += (f"; {base}: blend weight of popularity by profile per k (one per seed): "
+                  + ", ".join(f"k={k} {weights[str(k)]}" for k in ks))
     if DISTILLED in selected.get("history_prior", {}):
         blend += ("; the distilled student's history prior per k: "
                   + ", ".join(f"k={k} {selected['history_prior'][DISTILLED][str(k)]}" for k in ks))

@@ -19,7 +19,8 @@ While training, the target item is removed from its user's pooled history: other
 model learns to find the answer in its input, which at evaluation time (where history items
 are masked) it never can. With `cold_dropout` > 0 that share of training rows is encoded as a new
 user's (no ID, no history: the profile alone), so the profile-only path that scores a new user
-with nothing revealed is trained too.
+with nothing revealed is trained too; with `cold_history` = n > 0 such a row keeps its first m
+history items (m uniform in 0..n), the path that scores a new user from its first few ratings.
 
 Modes (transfer learning):
   frozen            the language model runs once; its embeddings are a fixed buffer (the default).
@@ -105,8 +106,8 @@ class LMTeacher(Recommender):
                  item_features: Mapping[str, torch.Tensor], user_has_id: torch.Tensor,
                  item_has_id: torch.Tensor, dim: int = 128, feature_dim: int = 16, hidden: int = 256,
                  heads: int = 2, max_history: int = 100, history_dropout: float = 0.5,
-                 id_dropout: float = 0.0, cold_dropout: float = 0.0, user_ids: bool = True, item_item: bool = True,
-                 temperature: float | None = 0.1,
+                 id_dropout: float = 0.0, cold_dropout: float = 0.0, cold_history: int = 0, user_ids: bool = True,
+                 item_item: bool = True, temperature: float | None = 0.1,
                  rec_loss: str = "softmax", template: str = DEFAULT_ITEM_TEMPLATE,
                  text_encoder: TextEncoder | None = None, language_model: "SentenceTransformer | None" = None,
                  item_texts: Sequence[str] | None = None, mode: Mode = "frozen", lm_steps: int = DEFAULT_LM_STEPS,
@@ -124,6 +125,8 @@ class LMTeacher(Recommender):
             raise DistillrecError(f"lm-teacher: history_dropout {history_dropout} must be in [0, 1)")
         if not 0.0 <= cold_dropout < 1.0:
             raise DistillrecError(f"lm-teacher: cold_dropout {cold_dropout} must be in [0, 1)")
+        if isinstance(cold_history, bool) or int(cold_history) != cold_history or cold_history < 0:
+            raise DistillrecError(f"lm-teacher: cold_history {cold_history} must be an integer >= 0")
         if temperature is not None and temperature <= 0:
             raise DistillrecError(f"lm-teacher: temperature must be > 0 (or None for dot products), got {temperature}")
         if max_history < 1:
@@ -135,7 +138,10 @@ class LMTeacher(Recommender):
         self.max_history, self.history_dropout, self.temperature = max_history, history_dropout, temperature
         # The share of training rows seen as a new user's: no ID, no history, the profile alone.
         # Without it that path never trains (history dropout keeps some of a user's >= 20 items).
-        self.cold_dropout = cold_dropout
+        # cold_history > 0: a new user's row keeps its first m of its history items, m drawn
+        # uniformly from 0..cold_history, so the path that scores a new user from the few items
+        # it has rated so far trains too (with 0 only the profile-alone path does).
+        self.cold_dropout, self.cold_history = cold_dropout, int(cold_history)
         self.user_encoder, self.item_encoder = user_encoder, item_encoder
         self.user_table = FeatureTable(user_features)
         self.item_table = FeatureTable(item_features)
@@ -178,7 +184,7 @@ class LMTeacher(Recommender):
     params_schema = {"lora_r": {"ge": 1}, "lora_alpha": {"gt": 0}, "lora_dropout": {"ge": 0, "lt": 1},
                      "dim": {"ge": 1}, "feature_dim": {"ge": 1}, "hidden": {"ge": 1}, "heads": {"ge": 1},
                      "max_history": {"ge": 1}, "history_dropout": {"ge": 0, "lt": 1}, "id_dropout": {"ge": 0, "lt": 1},
-                     "cold_dropout": {"ge": 0, "lt": 1},
+                     "cold_dropout": {"ge": 0, "lt": 1}, "cold_history": {"ge": 0},
                      "temperature": {"gt": 0}, "rec_loss": {"choices": REC_LOSSES.names}, "lm_steps": {"ge": 0},
                      "lm_items_per_step": {"ge": 1}, "text_encoder": None, "language_model": None, "item_texts": None}
 
@@ -280,14 +286,25 @@ class LMTeacher(Recommender):
             return None
         return torch.rand(len(users), device=users.device) < self.cold_dropout
 
+    def _first_items(self, history: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor:
+        """[B, N] bool: each row's first m history items in time order (never `exclude`, no
+        history dropout), m uniform in 0..cold_history: what a new user has rated so far."""
+        real = history != PADDING
+        if exclude is not None:
+            real &= history != exclude.unsqueeze(1)
+        if self.cold_history == 0:
+            return torch.zeros_like(real)
+        shown = torch.randint(0, self.cold_history + 1, (len(history), 1), device=history.device)
+        return real & (real.cumsum(1) <= shown)
+
     def _scores(self, users: torch.Tensor, item_vectors: torch.Tensor, candidates: torch.Tensor | None = None,
                 exclude: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of every item [B, n_items], or of per-user `candidates` [B, C]: the towers'
         similarity plus the item-to-item term over the same visible history."""
         history, present = self._visible_history(users, exclude)
         cold = self._cold_rows(users)
-        if cold is not None:
-            present = present & ~cold.unsqueeze(1)  # the item-to-item term sees no history either
+        if cold is not None:  # the item-to-item term sees the same (short or empty) history
+            present = torch.where(cold.unsqueeze(1), self._first_items(history, exclude), present)
         user_vectors = self._user_vectors(users, item_vectors, history, present, cold)
         scores = self.similarity(user_vectors, item_vectors if candidates is None else item_vectors[candidates])
         if self.item_item is not None:
