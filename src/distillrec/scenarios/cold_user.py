@@ -62,8 +62,14 @@ DEFAULT_BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
 DEFAULT_HISTORY_PRIORS = (0.0, 1.0, 2.0, 4.0, 8.0)
 METRIC = "ndcg@10"
 POPULARITY, PROFILE_POPULARITY, TEACHER = "popularity", "popularity by profile", "teacher (language model)"
-BLEND = f"{DISTILLED} + profile popularity (blend)"  # = blended(DISTILLED)
-TEACHER_BLEND = f"{TEACHER} + profile popularity (blend)"
+
+
+def blended(label: str) -> str:
+    """The row label of `label`'s scores blended with popularity by profile."""
+    return f"{label} + profile popularity (blend)"
+
+
+BLEND, TEACHER_BLEND = blended(DISTILLED), blended(TEACHER)
 SELECTED_ON = "valid cold users"
 
 #: (part, k) -> a scorer over user indices that sees, for the cold users, their first k
@@ -209,8 +215,7 @@ def evaluate_cold_users(split: Split, users_table: pd.DataFrame, ks: tuple[int, 
     added here; a PriorChoice gets its history prior chosen per k); blend_bases: the labels whose
     seeds are blended with popularity by profile, one blend row each (`blended(label)`; a label
     absent from models, or empty blend_weights: no row). Only the valid part is read before the
-    test part is scored, and the test part
-    never feeds a choice.
+    test part is scored, and the test part never feeds a choice.
     """
     from distillrec.evaluation.baselines import PopularityScorer, ProfilePopularityScorer
     from distillrec.evaluation.evaluator import Evaluator
@@ -276,11 +281,6 @@ def evaluate_cold_users(split: Split, users_table: pd.DataFrame, ks: tuple[int, 
             "selection_metric": f"valid {METRIC}",
             "paired": paired_tests(per_user, tested_users[0], ks, [blended(base) for base in blend_bases]),
             "n_test_cold_users": int(len(users)), "n_valid_cold_users": int(len(valid_users))}
-
-
-def blended(label: str) -> str:
-    """The row label of `label`'s scores blended with popularity by profile."""
-    return f"{label} + profile popularity (blend)"
 
 
 def paired_tests(per_user: Mapping[str, Mapping[int, list[np.ndarray]]], users: np.ndarray, ks: Sequence[int],
