@@ -95,6 +95,14 @@ class AttentionPooling(nn.Module):
         return pooled.reshape(len(history), self.out_dim)
 
 
+def _real_slots(history: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor:
+    """[B, N] bool: the history slots that hold an item, other than each row's `exclude` item."""
+    real = history != PADDING
+    if exclude is not None:
+        real &= history != exclude.unsqueeze(1)
+    return real
+
+
 @MODELS.register("lm-teacher")
 class LMTeacher(Recommender):
     batch_kind = "pairs"
@@ -266,9 +274,7 @@ class LMTeacher(Recommender):
         """History item indices [B, N] and which slots count [B, N]. exclude: one item per
         user left out (the training target); while training, slots also drop at random."""
         history = self.history[users]
-        present = history != PADDING
-        if exclude is not None:
-            present &= history != exclude.unsqueeze(1)
+        present = _real_slots(history, exclude)
         if self.training and self.history_dropout > 0:
             present &= torch.rand(history.shape, device=history.device) >= self.history_dropout
         return history, present
@@ -289,9 +295,7 @@ class LMTeacher(Recommender):
     def _first_items(self, history: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor:
         """[B, N] bool: each row's first m history items in time order (never `exclude`, no
         history dropout), m uniform in 0..cold_history: what a new user has rated so far."""
-        real = history != PADDING
-        if exclude is not None:
-            real &= history != exclude.unsqueeze(1)
+        real = _real_slots(history, exclude)
         if self.cold_history == 0:
             return torch.zeros_like(real)
         shown = torch.randint(0, self.cold_history + 1, (len(history), 1), device=history.device)
